@@ -1,0 +1,248 @@
+//! Snapshot storage: one JSON string per group (`<ns>:top:{g}`), written in batches through one
+//! pipeline of fenced script calls, plus `<ns>:index` (group → version) for freshness counts.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ranq_core::{FreshnessPolicy, GroupId, Keys, Snapshot, Version};
+use redis::aio::ConnectionManager;
+
+use crate::CacheError;
+
+const FENCED_WRITE_SOURCE: &str = include_str!("fenced_write.lua");
+static FENCED_WRITE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(FENCED_WRITE_SOURCE));
+
+/// How long a tombstone keeps a deleted group from being resurrected by a late refresh.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(3600);
+
+/// One write of a batch.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Store this snapshot if it is newer than what is cached.
+    Snapshot(Snapshot),
+    /// The group is not in the source (as of `version`): delete its snapshot.
+    Absent { group: GroupId, version: Version },
+}
+
+impl Write {
+    fn group(&self) -> GroupId {
+        match self {
+            Self::Snapshot(s) => s.group,
+            Self::Absent { group, .. } => *group,
+        }
+    }
+
+    fn version(&self) -> Version {
+        match self {
+            Self::Snapshot(s) => s.version,
+            Self::Absent { version, .. } => *version,
+        }
+    }
+}
+
+/// What the fence did with one write (also the `outcome` label of `ranq_refreshes_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Written,
+    Fenced,
+    Deleted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Written => "written",
+            Self::Fenced => "fenced",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+/// Cached groups split by age, as `ranq status` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FreshnessCounts {
+    pub cached: u64,
+    pub fresh: u64,
+    pub stale: u64,
+    /// Cached but older than `max_age`: served as MISS.
+    pub expired: u64,
+}
+
+/// Handle to ranq's data in one Redis namespace. Cheap to clone.
+#[derive(Clone)]
+pub struct Cache {
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("namespace", &self.keys.namespace()).finish()
+    }
+}
+
+impl Cache {
+    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+        Self { conn, keys }
+    }
+
+    /// Connects to `url` and serves namespace `namespace`.
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self, CacheError> {
+        Ok(Self::new(crate::connect(url).await?, Keys::new(namespace)))
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The underlying connection, for other crates' keys in the same Redis.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Applies a batch of writes through the fence, in one pipeline, and returns each outcome in
+    /// order. The index is updated in the same pipeline for snapshots (`ZADD GT` keeps it
+    /// monotonic even when a write is fenced) and afterwards for the rare deletions.
+    pub async fn write_batch(&self, writes: &[Write]) -> Result<Vec<Outcome>, CacheError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for write in writes {
+            let group = write.group();
+            let json = match write {
+                Write::Snapshot(s) => s.to_json(),
+                Write::Absent { .. } => String::new(),
+            };
+            pipe.cmd("EVALSHA")
+                .arg(FENCED_WRITE.get_hash())
+                .arg(2)
+                .arg(self.keys.top(group))
+                .arg(self.keys.gone(group))
+                .arg(write.version())
+                .arg(json)
+                .arg(TOMBSTONE_TTL.as_secs());
+            if let Write::Snapshot(s) = write {
+                pipe.cmd("ZADD").arg(self.keys.index()).arg("GT").arg(s.version).arg(group).ignore();
+            }
+        }
+        let codes: Vec<i64> = self.query_loading_script(&pipe).await?;
+        let outcomes: Vec<Outcome> = codes
+            .into_iter()
+            .map(|code| match code {
+                1 => Outcome::Written,
+                2 => Outcome::Deleted,
+                _ => Outcome::Fenced,
+            })
+            .collect();
+        let deleted: Vec<GroupId> =
+            writes.iter().zip(&outcomes).filter(|(_, o)| **o == Outcome::Deleted).map(|(w, _)| w.group()).collect();
+        if !deleted.is_empty() {
+            let mut conn = self.conn.clone();
+            redis::cmd("ZREM").arg(self.keys.index()).arg(&deleted).query_async::<()>(&mut conn).await?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Runs a pipeline of `EVALSHA`s, loading the script once if Redis does not know it (first
+    /// use, or after a Redis restart).
+    async fn query_loading_script(&self, pipe: &redis::Pipeline) -> Result<Vec<i64>, CacheError> {
+        let mut conn = self.conn.clone();
+        match pipe.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                redis::cmd("SCRIPT").arg("LOAD").arg(FENCED_WRITE_SOURCE).query_async::<String>(&mut conn).await?;
+                Ok(pipe.query_async(&mut conn).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The cached snapshot of `group`, if any. A value that does not decode is an error, which
+    /// readers report as a MISS rather than serving garbage.
+    pub async fn snapshot(&self, group: GroupId) -> Result<Option<Snapshot>, CacheError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.top(group);
+        let raw: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+        raw.map(|json| serde_json::from_str(&json).map_err(|e| CacheError::Corrupt { key, reason: e.to_string() }))
+            .transpose()
+    }
+
+    /// For each group, the newest version the fence knows of (snapshot or tombstone): what
+    /// `ranq refresh --wait` compares against the time of the request.
+    pub async fn fence_versions(&self, groups: &[GroupId]) -> Result<Vec<Option<Version>>, CacheError> {
+        let mut pipe = redis::pipe();
+        for &g in groups {
+            pipe.cmd("GET").arg(self.keys.top(g)).cmd("GET").arg(self.keys.gone(g));
+        }
+        let mut conn = self.conn.clone();
+        let raw: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        Ok(raw
+            .chunks(2)
+            .map(|pair| {
+                let snapshot = pair.first().and_then(|s| s.as_deref()).and_then(stored_version);
+                let tombstone = pair.get(1).and_then(|s| s.as_deref()).and_then(|s| s.parse().ok());
+                snapshot.max(tombstone)
+            })
+            .collect())
+    }
+
+    /// Adds groups to the public dirty set; returns how many were not already marked.
+    pub async fn mark_dirty(&self, groups: &[GroupId]) -> Result<u64, CacheError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("SADD").arg(self.keys.dirty()).arg(groups).query_async(&mut conn).await?)
+    }
+
+    /// Counts cached groups by age at `now`, from the index (no snapshot is read).
+    pub async fn freshness_counts(
+        &self,
+        policy: &FreshnessPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<FreshnessCounts, CacheError> {
+        let now_us = now.timestamp_micros();
+        let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let fresh_from = now_us.saturating_sub(micros(policy.stale_after));
+        let stale_from = now_us.saturating_sub(micros(policy.max_age));
+        let index = self.keys.index();
+        let mut conn = self.conn.clone();
+        let (cached, fresh, stale): (u64, u64, u64) = redis::pipe()
+            .cmd("ZCARD")
+            .arg(&index)
+            .cmd("ZCOUNT")
+            .arg(&index)
+            .arg(fresh_from)
+            .arg("+inf")
+            .cmd("ZCOUNT")
+            .arg(&index)
+            .arg(stale_from)
+            .arg(format!("({fresh_from}"))
+            .query_async(&mut conn)
+            .await?;
+        Ok(FreshnessCounts { cached, fresh, stale, expired: cached.saturating_sub(fresh + stale) })
+    }
+}
+
+/// Reads the version from a stored snapshot's JSON prefix without decoding the entries.
+pub fn stored_version(json: &str) -> Option<Version> {
+    let rest = &json[json.find(r#""version":"#)? + 10..];
+    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_the_json_prefix() {
+        let s = Snapshot::new(4, 1_732_500_000_123_456, vec![]);
+        assert_eq!(stored_version(&s.to_json()), Some(1_732_500_000_123_456));
+        assert_eq!(stored_version("garbage"), None);
+    }
+}

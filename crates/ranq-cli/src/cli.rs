@@ -1,0 +1,213 @@
+//! The command line (CONTRACT §1–2). Doc comments here are the `--help` text users read.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ranq_runtime::{LogFormat, ProducerMode};
+
+/// ranq keeps every group's top-100 leaderboard pre-computed in Redis.
+///
+/// A producer enqueues one refresh job per group on a cron schedule; workers refresh groups in
+/// batches (one SQL query, one Redis pipeline); `serve` answers reads from Redis alone, saying
+/// whether each answer is FRESH, STALE or a MISS.
+#[derive(Debug, Parser)]
+#[command(name = "ranq", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes. A flag beats its environment variable, which beats the config
+/// file, which beats the built-in default.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// TOML config file [default: config/default.toml when present].
+    #[arg(long, global = true, env = "RANQ_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Source database: postgres://… or sqlite:path.db.
+    #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Redis holding the cache and the queue [default: redis://127.0.0.1:6379].
+    #[arg(long, global = true, env = "REDIS_URL", value_name = "URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so several fleets can share one Redis [default: ranq].
+    #[arg(long, global = true, env = "RANQ_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Log format [default: text on a terminal, json otherwise].
+    #[arg(long, global = true, env = "RANQ_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormatArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(value: LogFormatArg) -> Self {
+        match value {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    /// Every group, every tick.
+    All,
+    /// Only groups in the dirty set, plus a full sweep every --sweep-every ticks.
+    Dirty,
+}
+
+impl From<ModeArg> for ProducerMode {
+    fn from(value: ModeArg) -> Self {
+        match value {
+            ModeArg::All => ProducerMode::All,
+            ModeArg::Dirty => ProducerMode::Dirty,
+        }
+    }
+}
+
+fn duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw).map_err(|e| format!("{e} (use e.g. 1500ms, 90s or 10m)"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the embedded schema migrations to DATABASE_URL (Postgres or SQLite); idempotent.
+    Migrate,
+    /// Write deterministic demo data: groups 1..=N with M members each.
+    Seed(SeedArgs),
+    /// Run the cron producer: enqueue refresh jobs every tick.
+    Producer(ProducerArgs),
+    /// Run a worker: consume refresh jobs and write snapshots, in batches.
+    Worker(WorkerArgs),
+    /// Run the read API (serves cached data only; never touches the database).
+    Serve(ServeArgs),
+    /// Enqueue refresh jobs now, optionally waiting until they are written.
+    Refresh(RefreshArgs),
+    /// Mark groups dirty so the next dirty-mode tick refreshes them.
+    Dirty(DirtyArgs),
+    /// Print a group's cached top-N with its status, as the API would answer.
+    Get(GetArgs),
+    /// Show the fleet at a glance: ticks, queue, workers, freshness.
+    Status(StatusArgs),
+    /// Run a whole local fleet: migrate, seed when empty, producer, workers and the read API.
+    Up(UpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Number of groups.
+    #[arg(long, default_value_t = 1_000)]
+    pub groups: u32,
+    /// Members per group.
+    #[arg(long, default_value_t = 200)]
+    pub members: u32,
+    /// Seed of the score generator; the same seed gives the same data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Delete existing groups first.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProducerArgs {
+    /// Cron expression with a seconds field [default: "0 * * * * *", every minute].
+    #[arg(long, value_name = "CRON")]
+    pub schedule: Option<String>,
+    /// Which groups each tick enqueues [default: all].
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// In dirty mode, a full sweep every N ticks (0 = never) [default: 10].
+    #[arg(long, value_name = "N")]
+    pub sweep_every: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Jobs handled at once [default: 256].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+    /// Groups per SQL query and Redis pipeline [default: 128].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: Option<u32>,
+    /// Longest wait for a batch to fill [default: 5ms].
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub batch_wait: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["all", "groups"]))]
+pub struct RefreshArgs {
+    /// Group ids to refresh.
+    #[arg(value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Refresh every group in the source (needs DATABASE_URL).
+    #[arg(long, conflicts_with = "groups")]
+    pub all: bool,
+    /// Wait until every group's cached version is newer than this request.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits before giving up (exit 1).
+    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "60s")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct DirtyArgs {
+    /// Group ids to mark.
+    #[arg(value_name = "GROUP", required = true)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Group id.
+    pub group: String,
+    /// Entries to show, 1..=100.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print one JSON object (CONTRACT §6) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Demo groups to seed when the database is empty.
+    #[arg(long, default_value_t = 1_000)]
+    pub groups: u32,
+    /// Members per demo group.
+    #[arg(long, default_value_t = 200)]
+    pub members: u32,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+    /// Address of the read API.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Producer schedule for the local fleet.
+    #[arg(long, value_name = "CRON", default_value = "*/10 * * * * *")]
+    pub schedule: String,
+}

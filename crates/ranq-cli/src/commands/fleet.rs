@@ -1,0 +1,40 @@
+//! The long-running roles: `ranq producer`, `ranq worker`, `ranq serve`. Each stops taking work on
+//! SIGTERM/SIGINT, drains within `shutdown_timeout`, and exits 0.
+
+use std::process::ExitCode;
+
+use ranq_runtime::Shutdown;
+
+use crate::context::Context;
+
+fn shutdown_on_signals() -> Shutdown {
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    shutdown
+}
+
+pub async fn producer(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let source = ctx.source(2).await?;
+    let cache = ctx.cache().await?;
+    ranq_producer::run(&ctx.settings, source.clone(), cache, shutdown_on_signals()).await?;
+    source.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn worker(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let source = ctx.source(ctx.settings.worker.db_pool).await?;
+    let cache = ctx.cache().await?;
+    ranq_worker::run(&ctx.settings, source.clone(), cache, shutdown_on_signals()).await?;
+    source.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let cache = ctx.cache().await?;
+    let server = ranq_read::Server::bind(&ctx.settings.read, cache).await?;
+    let addr = server.local_addr()?;
+    tracing::info!(%addr, "read API listening on http://{addr}");
+    server.run_until(shutdown_on_signals()).await?;
+    tracing::info!("read API stopped");
+    Ok(ExitCode::SUCCESS)
+}

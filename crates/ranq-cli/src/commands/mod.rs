@@ -1,0 +1,7 @@
+//! One module per family of subcommands.
+
+pub mod admin;
+pub mod fleet;
+pub mod inspect;
+pub mod refresh;
+pub mod up;

@@ -1,0 +1,119 @@
+//! Every Redis key ranq uses, in one place.
+//!
+//! Architecture Invariant: every key starts with `<ns>:`, and every per-group key carries the group
+//! in a hash tag (`{42}`), so two fleets can share one Redis and all of a group's keys land in the
+//! same Redis Cluster slot (which the multi-key fence script needs).
+
+use crate::ids::GroupId;
+
+/// Key builder for one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    ns: String,
+}
+
+impl Keys {
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self { ns: namespace.into() }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    /// `<ns>:top:{<group>}` — the group's snapshot JSON (public, CONTRACT §4).
+    pub fn top(&self, group: GroupId) -> String {
+        format!("{}:top:{{{group}}}", self.ns)
+    }
+
+    /// `<ns>:gone:{<group>}` — tombstone holding the version at which the group was found absent
+    /// from the source, so that a late refresh cannot resurrect a deleted group.
+    pub fn gone(&self, group: GroupId) -> String {
+        format!("{}:gone:{{{group}}}", self.ns)
+    }
+
+    /// `<ns>:top:*` — pattern matching every snapshot key.
+    pub fn top_pattern(&self) -> String {
+        format!("{}:top:*", self.ns)
+    }
+
+    /// `<ns>:dirty` — the public set of groups to refresh next tick (CONTRACT §4).
+    pub fn dirty(&self) -> String {
+        format!("{}:dirty", self.ns)
+    }
+
+    /// `<ns>:index` — sorted set of cached groups scored by snapshot version; lets `status` count
+    /// FRESH / STALE / MISS with two `ZCOUNT`s instead of reading every snapshot.
+    pub fn index(&self) -> String {
+        format!("{}:index", self.ns)
+    }
+
+    /// `<ns>:queue` — the apalis-redis queue name; apalis derives its own keys from it.
+    pub fn queue(&self) -> String {
+        format!("{}:queue", self.ns)
+    }
+
+    /// `<ns>:tick:<id>` — claim of one scheduled tick, so a tick is enqueued once per fleet.
+    pub fn tick_claim(&self, tick_id: &str) -> String {
+        format!("{}:tick:{tick_id}", self.ns)
+    }
+
+    /// `<ns>:ticks` — hash of tick counters (`enqueued`, `duplicates_skipped`, `missed`).
+    pub fn ticks(&self) -> String {
+        format!("{}:ticks", self.ns)
+    }
+
+    /// `<ns>:last_tick` — JSON `{id, at, groups}` of the most recent enqueued tick.
+    pub fn last_tick(&self) -> String {
+        format!("{}:last_tick", self.ns)
+    }
+
+    /// `<ns>:leader` — the producer leader lease.
+    pub fn leader(&self) -> String {
+        format!("{}:leader", self.ns)
+    }
+
+    /// `<ns>:*` — everything this fleet owns (used to clean a namespace).
+    pub fn all_pattern(&self) -> String {
+        format!("{}:*", self.ns)
+    }
+
+    /// Recovers the group id from a snapshot key, if it is one of ours.
+    pub fn group_of_top_key(&self, key: &str) -> Option<GroupId> {
+        let rest = key.strip_prefix(&self.ns)?.strip_prefix(":top:{")?;
+        rest.strip_suffix('}')?.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_keys_are_namespaced_and_hash_tagged() {
+        let k = Keys::new("ranq");
+        assert_eq!(k.top(42), "ranq:top:{42}");
+        assert_eq!(k.gone(42), "ranq:gone:{42}");
+        assert_eq!(k.dirty(), "ranq:dirty");
+        assert_eq!(k.group_of_top_key("ranq:top:{42}"), Some(42));
+        assert_eq!(k.group_of_top_key("other:top:{42}"), None);
+    }
+
+    #[test]
+    fn every_key_lives_under_the_namespace() {
+        let k = Keys::new("fleet-a");
+        for key in [
+            k.top(1),
+            k.gone(1),
+            k.dirty(),
+            k.index(),
+            k.queue(),
+            k.tick_claim("x"),
+            k.ticks(),
+            k.last_tick(),
+            k.leader(),
+        ] {
+            assert!(key.starts_with("fleet-a:"), "{key}");
+        }
+    }
+}

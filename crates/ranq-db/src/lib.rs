@@ -1,0 +1,108 @@
+//! `ranq-db` owns every conversation with the source database: applying the embedded migrations,
+//! listing groups, reading the top-N of a batch of groups in one round trip, and seeding demo data.
+//!
+//! Postgres and SQLite are both first-class: Postgres for fleets, SQLite for `ranq up` on a laptop.
+//! The SQL differs per dialect; the results do not — both apply the ranking order of CONTRACT §3.
+//!
+//! Architecture Invariant: this crate knows nothing of Redis or the queue; it returns plain
+//! `ranq-core` values.
+
+mod error;
+mod postgres;
+mod seed;
+mod sqlite;
+
+use ranq_core::{Entry, GroupId, Version};
+
+pub use error::DbError;
+pub use seed::{SeedOptions, SeedReport};
+
+/// The rows of one refreshed batch, all read by one statement at one `version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopBatch {
+    pub version: Version,
+    /// One item per distinct requested group: `None` when the group is not in `ranq_groups`.
+    pub groups: Vec<(GroupId, Option<Vec<Entry>>)>,
+}
+
+/// A connection pool to the source, Postgres or SQLite, chosen by the URL's scheme.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl Source {
+    /// Connects to `url` (`postgres://…` or `sqlite:…`). Fails fast with a message that names the
+    /// (redacted) URL when the database cannot be reached.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            postgres::connect(url, max_connections).await.map(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            sqlite::connect(url, max_connections).await.map(Self::Sqlite)
+        } else {
+            Err(DbError::UnsupportedUrl(ranq_core::redact_url(url)))
+        }
+    }
+
+    /// Applies the embedded migrations; running it again is a no-op.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match self {
+            Self::Postgres(pool) => postgres::migrate(pool).await,
+            Self::Sqlite(pool) => sqlite::migrate(pool).await,
+        }
+    }
+
+    /// Every group id in the source, ascending.
+    pub async fn group_ids(&self) -> Result<Vec<GroupId>, DbError> {
+        let ids = match self {
+            Self::Postgres(pool) => sqlx::query_scalar("SELECT id FROM ranq_groups ORDER BY id").fetch_all(pool).await,
+            Self::Sqlite(pool) => sqlx::query_scalar("SELECT id FROM ranq_groups ORDER BY id").fetch_all(pool).await,
+        };
+        ids.map_err(DbError::query("listing groups"))
+    }
+
+    /// The top-N of every group in `groups`, read by one statement. Duplicate ids are read once.
+    pub async fn top_n(&self, groups: &[GroupId]) -> Result<TopBatch, DbError> {
+        let mut ids = groups.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        match self {
+            Self::Postgres(pool) => postgres::top_n(pool, &ids).await,
+            Self::Sqlite(pool) => sqlite::top_n(pool, &ids).await,
+        }
+    }
+
+    /// Closes the pool, waiting for checked-out connections to return.
+    pub async fn close(&self) {
+        match self {
+            Self::Postgres(pool) => pool.close().await,
+            Self::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Rows as both dialects return them: `(group, group exists, member, score, rank)`, where member,
+/// score and rank are NULL for a group without members (or that does not exist).
+type TopRow = (GroupId, bool, Option<i64>, Option<i64>, Option<i64>);
+
+/// Folds per-member rows into one entry list per requested group, ordered by rank.
+fn assemble(ids: &[GroupId], rows: Vec<TopRow>, version: Version) -> TopBatch {
+    use std::collections::HashMap;
+    let mut by_group: HashMap<GroupId, (bool, Vec<Entry>)> = HashMap::with_capacity(ids.len());
+    for (group, exists, member, score, rank) in rows {
+        let slot = by_group.entry(group).or_insert_with(|| (exists, Vec::new()));
+        if let (Some(member), Some(score), Some(rank)) = (member, score, rank) {
+            slot.1.push(Entry { rank: u32::try_from(rank).unwrap_or(u32::MAX), member, score });
+        }
+    }
+    let groups = ids
+        .iter()
+        .map(|&id| {
+            let (exists, mut entries) = by_group.remove(&id).unwrap_or((false, Vec::new()));
+            entries.sort_unstable_by_key(|e| e.rank);
+            (id, exists.then_some(entries))
+        })
+        .collect();
+    TopBatch { version, groups }
+}

@@ -1,0 +1,33 @@
+//! `ranq-queue` wraps apalis-redis for the one job type ranq has, [`RefreshJob`], and works around
+//! the pitfalls of apalis-redis 1.0 in one place:
+//!
+//! * every push lands in the scheduled set and ~8,000 jobs falling due at once break the fetch
+//!   script, so [`Queue::enqueue`] pushes in chunks and waits (bounded) for the backlog to drain;
+//! * an idle worker stops polling unless something wakes it, so [`TickPoll`] wakes it on a timer;
+//! * worker names must be unique per process start for orphan recovery, see [`worker_name`].
+//!
+//! Architecture Invariant: the queue's keys all live under `<ns>:queue`; nothing outside this
+//! crate reads or writes them.
+
+mod poll;
+mod queue;
+
+pub use apalis_redis::RedisStorage;
+pub use poll::TickPoll;
+pub use queue::{EnqueueReport, Queue, QueueError, QueueOptions, QueueStats, worker_name};
+pub use ranq_core::RefreshJob;
+
+/// Runs an apalis monitor until `stop` resolves, then lets its workers drain for at most `grace`.
+pub async fn run_monitor(
+    monitor: apalis::prelude::Monitor,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
+) -> Result<(), apalis::prelude::MonitorError> {
+    monitor
+        .with_terminator(tokio::time::sleep(grace))
+        .run_with_signal(async move {
+            stop.await;
+            Ok(())
+        })
+        .await
+}

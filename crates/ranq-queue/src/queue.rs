@@ -1,0 +1,207 @@
+//! The refresh queue: typed storage, bounded enqueueing and stats read from apalis-redis's keys.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use apalis::prelude::TaskSink;
+use apalis_redis::{Config, RedisStorage};
+use ranq_core::{Keys, RefreshJob};
+use redis::aio::ConnectionManager;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("queue push failed: {0}")]
+    Push(String),
+}
+
+/// Queue tuning shared by producers and workers.
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    /// Jobs a worker fetches per round trip.
+    pub fetch_size: usize,
+    pub heartbeat: Duration,
+    pub missed_heartbeats: usize,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        Self { fetch_size: 128, heartbeat: Duration::from_secs(5), missed_heartbeats: 2 }
+    }
+}
+
+/// What one bounded enqueue did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnqueueReport {
+    pub pushed: usize,
+    /// Jobs not pushed because the backlog did not drain in time (they are for the next tick).
+    pub deferred: usize,
+}
+
+/// Queue depth as `ranq status` shows it (CONTRACT §6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Waiting to run: due, scheduled (including retries) and fetched-but-unclaimed.
+    pub pending: u64,
+    /// Claimed by a live worker.
+    pub running: u64,
+    /// Gave up after all attempts.
+    pub dead: u64,
+    /// Workers whose heartbeat is within the orphan window.
+    pub workers_alive: u64,
+}
+
+/// The refresh queue of one namespace.
+#[derive(Clone)]
+pub struct Queue {
+    storage: RedisStorage<RefreshJob>,
+    conn: ConnectionManager,
+    config: Config,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("queue", &self.config.queue.as_ref()).finish()
+    }
+}
+
+impl Queue {
+    pub fn new(conn: ConnectionManager, keys: &Keys, options: &QueueOptions) -> Self {
+        let config = Config::default()
+            .queue(keys.queue())
+            .batch_size(options.fetch_size.max(1))
+            .heartbeat_interval(options.heartbeat)
+            .missed_heartbeats(options.missed_heartbeats.max(1))
+            // apalis acks a job only when it persists its result; the results themselves are tiny
+            // (`null`) and `vacuum_done` removes them with the job.
+            .persist_results(true)
+            // Nobody listens to per-job pub/sub events; publishing them costs Redis CPU per job.
+            .emit_events(false);
+        let storage = RedisStorage::new(conn.clone()).with_config(config.clone());
+        Self { storage, conn, config }
+    }
+
+    /// The storage to hand an apalis worker.
+    pub fn storage(&self) -> RedisStorage<RefreshJob> {
+        self.storage.clone()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Pushes `jobs` in chunks of `chunk`, waiting before each chunk (up to `wait` in all) while
+    /// more than `max_backlog` jobs are queued. What could not be pushed in time is reported as
+    /// deferred, never silently dropped.
+    pub async fn enqueue(
+        &self,
+        jobs: &[RefreshJob],
+        chunk: usize,
+        max_backlog: usize,
+        wait: Duration,
+    ) -> Result<EnqueueReport, QueueError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut report = EnqueueReport::default();
+        let mut storage = self.storage.clone();
+        for part in jobs.chunks(chunk.max(1)) {
+            if !self.wait_for_room(part.len(), max_backlog, deadline).await? {
+                report.deferred = jobs.len() - report.pushed;
+                break;
+            }
+            storage.push_bulk(part.to_vec()).await.map_err(|e| QueueError::Push(e.to_string()))?;
+            report.pushed += part.len();
+        }
+        Ok(report)
+    }
+
+    /// Waits until `incoming` more jobs fit under `max_backlog`; `false` if the deadline passed.
+    async fn wait_for_room(
+        &self,
+        incoming: usize,
+        max_backlog: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, QueueError> {
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let waiting = self.waiting().await?;
+            if waiting == 0 || waiting as usize + incoming <= max_backlog {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Jobs waiting in the scheduled set and the due list.
+    async fn waiting(&self) -> Result<u64, QueueError> {
+        let mut conn = self.conn.clone();
+        let (scheduled, active): (u64, u64) = redis::pipe()
+            .cmd("ZCARD")
+            .arg(self.config.scheduled_jobs_set())
+            .cmd("LLEN")
+            .arg(self.config.active_jobs_list())
+            .query_async(&mut conn)
+            .await?;
+        Ok(scheduled + active)
+    }
+
+    /// Depth and liveness, read straight from apalis-redis's keys.
+    pub async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let mut conn = self.conn.clone();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let alive_since = now.saturating_sub(self.config.orphaned_duration().as_secs());
+        let workers: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.config.workers_set())
+            .arg(alive_since)
+            .arg("+inf")
+            .arg("BYSCORE")
+            .query_async(&mut conn)
+            .await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZCARD").arg(self.config.scheduled_jobs_set());
+        pipe.cmd("LLEN").arg(self.config.active_jobs_list());
+        // apalis-redis adds dead jobs with SADD (its own stats script reads them with ZCARD).
+        pipe.cmd("SCARD").arg(self.config.dead_jobs_set());
+        for worker in &workers {
+            pipe.cmd("SCARD").arg(format!("{}:{worker}", self.config.inflight_jobs_set()));
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+        let pending = counts.first().copied().unwrap_or(0) + counts.get(1).copied().unwrap_or(0);
+        let dead = counts.get(2).copied().unwrap_or(0);
+        let running = counts.iter().skip(3).sum();
+        Ok(QueueStats { pending, running, dead, workers_alive: workers.len() as u64 })
+    }
+}
+
+static VACUUM_DONE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("vacuum_done.lua")));
+
+impl Queue {
+    /// Deletes up to `limit` finished jobs (payload, metadata, done mark); returns how many.
+    /// apalis-redis keeps finished jobs forever, so workers call this periodically.
+    pub async fn vacuum_done(&self, limit: usize) -> Result<usize, QueueError> {
+        let mut conn = self.conn.clone();
+        Ok(VACUUM_DONE
+            .key(self.config.done_jobs_set())
+            .key(self.config.job_data_hash())
+            .arg(limit.max(1))
+            .arg(self.config.job_meta_hash())
+            .invoke_async(&mut conn)
+            .await?)
+    }
+}
+
+/// A worker name unique to this process start (`host-pid-start`), so a restarted worker never
+/// inherits, or is blocked by, the registration of the process it replaces.
+pub fn worker_name(role: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .unwrap_or_else(|| "host".into());
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    format!("{role}-{host}-{}-{started}", std::process::id())
+}

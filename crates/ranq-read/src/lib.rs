@@ -1,0 +1,62 @@
+//! `ranq-read` is the read API (`ranq serve`, CONTRACT §5): it answers leaderboard requests from
+//! the snapshots in Redis and says how fresh each answer is — FRESH, STALE, or MISS.
+//!
+//! Architecture Invariant: this crate never opens a database connection and does not depend on
+//! `ranq-db`; everything it serves was computed by a worker. A slow or dead database cannot slow
+//! a read.
+//!
+//! The build/run split follows zero2prod: [`Server::bind`] binds (port 0 in tests) and reports the
+//! address; [`Server::run_until`] serves until shutdown, finishing requests in flight.
+
+mod metrics;
+pub mod response;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ranq_cache::Cache;
+use ranq_core::FreshnessPolicy;
+use ranq_runtime::Shutdown;
+use ranq_runtime::settings::ReadSettings;
+
+pub use crate::metrics::ReadMetrics;
+pub use crate::response::{TopResponse, read_top};
+
+/// Shared state of every request.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub cache: Cache,
+    pub policy: FreshnessPolicy,
+    pub metrics: Arc<ReadMetrics>,
+}
+
+/// A bound, not yet running, read server.
+#[derive(Debug)]
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+}
+
+impl Server {
+    /// Binds `settings.listen` (use port 0 for an ephemeral port).
+    pub async fn bind(settings: &ReadSettings, cache: Cache) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(&settings.listen).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on {}: {e} (pick another address with --listen)", settings.listen)
+        })?;
+        let state = AppState { cache, policy: settings.freshness(), metrics: Arc::new(ReadMetrics::new()) };
+        Ok(Self { listener, router: routes::router(state, settings.request_timeout) })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` is triggered, then stops accepting and drains open requests.
+    pub async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.wait().await })
+            .await
+            .map_err(|e| anyhow::anyhow!("read API failed: {e}"))
+    }
+}

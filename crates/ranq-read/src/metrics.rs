@@ -1,0 +1,61 @@
+//! Prometheus metrics of the read API: `ranq_reads_total{status}` and `ranq_cache_age_seconds`.
+//!
+//! The recorder is owned by the server rather than installed globally, so several servers (in
+//! tests, or `ranq up`) each count their own requests.
+
+use metrics::{Recorder, with_local_recorder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use ranq_core::Freshness;
+
+/// Age buckets from 100 ms to an hour: they span the default `stale_after` (90 s) and `max_age`
+/// (10 min).
+const AGE_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 90.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+
+pub struct ReadMetrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for ReadMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadMetrics")
+    }
+}
+
+impl Default for ReadMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReadMetrics {
+    pub fn new() -> Self {
+        let builder = PrometheusBuilder::new();
+        let builder = builder
+            .set_buckets_for_metric(Matcher::Full("ranq_cache_age_seconds".into()), AGE_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        with_local_recorder(&recorder, || {
+            metrics::describe_counter!("ranq_reads_total", "Leaderboard reads by status (FRESH, STALE, MISS).");
+            metrics::describe_histogram!("ranq_cache_age_seconds", "Age of the snapshot served, per read.");
+        });
+        Self { recorder, handle }
+    }
+
+    /// Records one read: its status and, when a snapshot was found, its age.
+    pub fn record(&self, status: Freshness, age: Option<std::time::Duration>) {
+        let recorder: &dyn Recorder = &self.recorder;
+        with_local_recorder(recorder, || {
+            metrics::counter!("ranq_reads_total", "status" => status.as_str()).increment(1);
+            if let Some(age) = age {
+                metrics::histogram!("ranq_cache_age_seconds").record(age.as_secs_f64());
+            }
+        });
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}

@@ -1,0 +1,164 @@
+//! HTTP routes of the read API (CONTRACT §5). Every answer is JSON, including errors; input can
+//! produce 4xx, never 5xx (a 503 means Redis is unreachable, which is not the client's doing).
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ranq_core::{Freshness, GroupId, IdError, MemberId, parse_group_id, parse_limit};
+use serde_json::json;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::AppState;
+use crate::response::{ReadOutcome, TopResponse, read_top};
+
+const STATUS_HEADER: &str = "x-ranq-status";
+
+pub(crate) fn router(state: AppState, request_timeout: Duration) -> Router {
+    Router::new()
+        .route("/v1/groups/{group}/top", get(top))
+        .route("/v1/groups/{group}/members/{member}", get(member))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
+        .with_state(state)
+}
+
+/// A JSON error with a stable machine-readable `code` next to the human message.
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into(), "code": code }))).into_response()
+}
+
+fn bad_input(e: &IdError) -> Response {
+    let code = match e {
+        IdError::Group(_) => "bad_group",
+        IdError::Limit(_) => "bad_limit",
+    };
+    error(StatusCode::BAD_REQUEST, code, e.to_string())
+}
+
+fn cache_unavailable(e: &ranq_cache::CacheError) -> Response {
+    tracing::warn!(error = %e, "read failed: cache unavailable");
+    error(StatusCode::SERVICE_UNAVAILABLE, "cache_unavailable", "the cache is unavailable; try again shortly")
+}
+
+fn miss(group: GroupId) -> Response {
+    let body =
+        json!({ "error": format!("group {group} is not cached"), "status": "MISS", "group": group, "code": "miss" });
+    (StatusCode::NOT_FOUND, [(STATUS_HEADER, "MISS")], axum::Json(body)).into_response()
+}
+
+/// The `limit` parameter, read leniently from the raw query (unknown parameters are ignored).
+fn limit_param(query: Option<&str>) -> Result<usize, IdError> {
+    let raw = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "limit").map(|(_, v)| v.into_owned())
+    });
+    parse_limit(raw.as_deref())
+}
+
+/// Reads a group's snapshot and records the read; `Err` is the response to send instead.
+async fn load(state: &AppState, group: GroupId, limit: usize) -> Result<(TopResponse, Duration), Response> {
+    match read_top(&state.cache, &state.policy, group, limit).await {
+        Ok(ReadOutcome::Served(response, age)) => {
+            state.metrics.record(response.status, Some(age));
+            Ok((response, age))
+        }
+        Ok(ReadOutcome::Miss(age)) => {
+            state.metrics.record(Freshness::Miss, age);
+            Err(miss(group))
+        }
+        Err(e) => Err(cache_unavailable(&e)),
+    }
+}
+
+async fn top(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (group, limit) = match (parse_group_id(&group), limit_param(query.as_deref())) {
+        (Ok(group), Ok(limit)) => (group, limit),
+        (Err(e), _) | (_, Err(e)) => return bad_input(&e),
+    };
+    let (response, age) = match load(&state, group, limit).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let etag = response.etag();
+    let mut out_headers = HeaderMap::new();
+    out_headers.insert(STATUS_HEADER, HeaderValue::from_static(response.status.as_str()));
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        out_headers.insert(header::ETAG, value);
+    }
+    let max_age = state.policy.fresh_for(age).as_secs();
+    if let Ok(value) = HeaderValue::from_str(&format!("max-age={max_age}")) {
+        out_headers.insert(header::CACHE_CONTROL, value);
+    }
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, out_headers).into_response();
+    }
+    (StatusCode::OK, out_headers, axum::Json(response)).into_response()
+}
+
+async fn member(State(state): State<AppState>, Path((group, member)): Path<(String, String)>) -> Response {
+    let group = match parse_group_id(&group) {
+        Ok(group) => group,
+        Err(e) => return bad_input(&e),
+    };
+    let Ok(member) = member.trim().parse::<MemberId>() else {
+        return error(StatusCode::BAD_REQUEST, "bad_member", format!("member id {member:?} is not a 64-bit integer"));
+    };
+    let (response, _) = match load(&state, group, ranq_core::TOP_N).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let status = response.status.as_str();
+    match response.entries.iter().find(|e| e.member == member) {
+        Some(entry) => {
+            let body = json!({
+                "group": group, "member": member, "rank": entry.rank, "score": entry.score,
+                "status": status, "version": response.version, "computed_at": response.computed_at, "age_ms": response.age_ms,
+            });
+            (StatusCode::OK, [(STATUS_HEADER, status)], axum::Json(body)).into_response()
+        }
+        None => {
+            let body = json!({ "error": "member not in top 100", "code": "not_in_top", "group": group, "member": member, "status": status });
+            (StatusCode::NOT_FOUND, [(STATUS_HEADER, status)], axum::Json(body)).into_response()
+        }
+    }
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), state.cache.ping()).await {
+        Ok(Ok(())) => axum::Json(json!({ "status": "ready" })).into_response(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "redis_unreachable", format!("redis unreachable: {e}")),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "redis_unreachable", "redis did not answer within 2s"),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no_route", "no such endpoint; see GET /v1/groups/{group}/top")
+}
+
+async fn method_not_allowed() -> Response {
+    error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "only GET is supported")
+}

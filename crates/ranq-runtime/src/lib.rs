@@ -1,0 +1,13 @@
+//! `ranq-runtime` is the process plumbing every ranq binary shares: typed settings layered from
+//! defaults, a TOML file, `RANQ_SECTION__KEY` environment variables and flags; telemetry (text or
+//! JSON logs); and the shutdown signal that every long-running loop is handed.
+//!
+//! Architecture Invariant: nothing here knows about Postgres, Redis or the queue; it depends only
+//! on `ranq-core`.
+
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use settings::{ConfigError, LogFormat, Overrides, ProducerMode, Settings};
+pub use shutdown::Shutdown;

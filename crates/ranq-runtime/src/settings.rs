@@ -1,0 +1,299 @@
+//! Typed settings, layered (lowest to highest): built-in defaults, the TOML file, environment
+//! variables, command-line flags — CONTRACT §1.
+//!
+//! Layering is figment's job; this module only declares the shape and the sources. Unknown keys
+//! are rejected (`deny_unknown_fields`) so a typo in a file or an env var is an error naming the
+//! key, not a silently ignored setting.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ranq_core::FreshnessPolicy;
+use serde::{Deserialize, Serialize};
+
+/// The default config file, read when present and no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Source database (Postgres or SQLite URL); required by the commands that read the source.
+    pub database_url: Option<String>,
+    pub redis_url: String,
+    pub namespace: String,
+    /// `text` or `json`; unset means text on a terminal, JSON otherwise.
+    pub log_format: Option<LogFormat>,
+    /// How long a process may take to drain after SIGTERM/SIGINT.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    pub producer: ProducerSettings,
+    pub worker: WorkerSettings,
+    pub read: ReadSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProducerMode {
+    /// Every group, every tick.
+    #[default]
+    All,
+    /// Only the groups in the dirty set, plus a full sweep every `sweep_every` ticks.
+    Dirty,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerSettings {
+    /// Cron expression with a seconds field.
+    pub schedule: String,
+    pub mode: ProducerMode,
+    pub sweep_every: u32,
+    /// Jobs pushed per queue round trip.
+    pub enqueue_chunk: usize,
+    /// Most jobs allowed to wait in the queue before the producer holds back (apalis-redis fails
+    /// when ~8,000 jobs fall due at once).
+    pub max_backlog: usize,
+    /// How long one tick may wait for the backlog to drain before deferring the rest of its groups.
+    #[serde(with = "humantime_serde")]
+    pub backlog_wait: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Jobs handled at once by one worker process.
+    pub concurrency: usize,
+    /// Groups refreshed by one SQL query and one Redis pipeline.
+    pub batch_size: usize,
+    /// How long a batch waits to fill before it runs anyway.
+    #[serde(with = "humantime_serde")]
+    pub batch_wait: Duration,
+    /// Database connections per worker process.
+    pub db_pool: u32,
+    /// Queue heartbeat; a worker silent for `heartbeat × missed_heartbeats` has its jobs re-run.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    pub missed_heartbeats: usize,
+    /// How often an idle worker looks for new jobs.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadSettings {
+    pub listen: String,
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Upper bound on one HTTP request, Redis included.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            namespace: "ranq".into(),
+            log_format: None,
+            shutdown_timeout: Duration::from_secs(30),
+            producer: ProducerSettings {
+                schedule: "0 * * * * *".into(),
+                mode: ProducerMode::All,
+                sweep_every: 10,
+                enqueue_chunk: 1_000,
+                max_backlog: 4_000,
+                backlog_wait: Duration::from_secs(20),
+            },
+            worker: WorkerSettings {
+                concurrency: 256,
+                batch_size: 128,
+                batch_wait: Duration::from_millis(5),
+                db_pool: 4,
+                heartbeat: Duration::from_secs(5),
+                missed_heartbeats: 2,
+                poll_interval: Duration::from_millis(50),
+            },
+            read: ReadSettings {
+                listen: "127.0.0.1:8080".into(),
+                stale_after: Duration::from_secs(90),
+                max_age: Duration::from_secs(600),
+                request_timeout: Duration::from_secs(5),
+            },
+        }
+    }
+}
+
+impl ReadSettings {
+    pub fn freshness(&self) -> FreshnessPolicy {
+        FreshnessPolicy { stale_after: self.stale_after, max_age: self.max_age }
+    }
+}
+
+/// Values given on the command line (or by their env fallbacks in clap). `None` leaves the lower
+/// layers in charge. Serialised as a nested map so figment merges it like any other source.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    /// Per-command flags, as `section.key` → value (e.g. `producer.schedule`).
+    #[serde(flatten)]
+    pub sections: std::collections::BTreeMap<String, figment::value::Dict>,
+}
+
+impl Overrides {
+    /// Records a per-command flag if it was given.
+    pub fn set<V: Serialize>(&mut self, section: &str, key: &str, value: Option<V>) {
+        let Some(value) = value else { return };
+        if let Ok(value) = figment::value::Value::serialize(value) {
+            self.sections.entry(section.to_owned()).or_default().insert(key.to_owned(), value);
+        }
+    }
+}
+
+/// A configuration problem: always the user's to fix, always exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: not found (pass an existing file to --config or unset RANQ_CONFIG)")]
+    MissingFile { path: PathBuf },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads settings from every layer. `config` is `--config`/`RANQ_CONFIG`; when it is `None`,
+    /// `config/default.toml` is read if it exists.
+    pub fn load(config: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::figment(config, overrides)?.extract().map_err(|e| ConfigError::Invalid(describe(&e)))
+    }
+
+    fn figment(config: Option<&Path>, overrides: &Overrides) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match config {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::MissingFile { path: path.to_owned() });
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                figment = figment.merge(Toml::file(DEFAULT_CONFIG_PATH));
+            }
+            None => {}
+        }
+        // RANQ_CONFIG names the file and is not a setting; the URL variables are read by the
+        // command-line layer (with their contract names DATABASE_URL and REDIS_URL).
+        let env = Env::prefixed("RANQ_").split("__").ignore(&["CONFIG"]);
+        Ok(figment.merge(env).merge(Serialized::defaults(overrides)))
+    }
+}
+
+/// Turns figment's error into one line naming the key and the problem.
+fn describe(error: &figment::Error) -> String {
+    let mut out = String::new();
+    for e in error.clone() {
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        let key = e.path.join(".");
+        let source = e.metadata.as_ref().map(|m| m.name.to_string());
+        let kind = e.kind.to_string();
+        match (key.is_empty(), source) {
+            (false, Some(src)) => out.push_str(&format!("{key} (from {src}): {kind}")),
+            (false, None) => out.push_str(&format!("{key}: {kind}")),
+            (true, Some(src)) => out.push_str(&format!("{kind} (from {src})")),
+            (true, None) => out.push_str(&kind),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return figment::Error by design.
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in_jail(jail: &Jail, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        let _ = jail;
+        Settings::load(None, overrides)
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        Jail::expect_with(|jail| {
+            let s = load_in_jail(jail, &Overrides::default()).expect("defaults load");
+            assert_eq!(s.redis_url, "redis://127.0.0.1:6379");
+            assert_eq!(s.namespace, "ranq");
+            assert_eq!(s.producer.schedule, "0 * * * * *");
+            assert_eq!(s.producer.sweep_every, 10);
+            assert_eq!((s.worker.concurrency, s.worker.batch_size), (256, 128));
+            assert_eq!(s.worker.batch_wait, Duration::from_millis(5));
+            assert_eq!(s.read.listen, "127.0.0.1:8080");
+            assert_eq!(s.read.stale_after, Duration::from_secs(90));
+            assert_eq!(s.read.max_age, Duration::from_secs(600));
+            assert_eq!(s.shutdown_timeout, Duration::from_secs(30));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file() {
+        Jail::expect_with(|jail| {
+            jail.create_dir("config")?;
+            jail.create_file(
+                DEFAULT_CONFIG_PATH,
+                "namespace = \"file\"\n[read]\nstale_after = \"10s\"\nmax_age = \"1m\"\n",
+            )?;
+            jail.set_env("RANQ_READ__STALE_AFTER", "2s");
+            jail.set_env("RANQ_NAMESPACE", "env");
+            let mut flags = Overrides { namespace: Some("flag".into()), ..Overrides::default() };
+            flags.set("producer", "schedule", Some("*/2 * * * * *"));
+            let s = load_in_jail(jail, &flags).expect("loads");
+            assert_eq!(s.namespace, "flag");
+            assert_eq!(s.read.stale_after, Duration::from_secs(2));
+            assert_eq!(s.read.max_age, Duration::from_secs(60));
+            assert_eq!(s.producer.schedule, "*/2 * * * * *");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_durations_are_errors_naming_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("RANQ_READ__STALE_AFTRE", "2s");
+            let err = load_in_jail(jail, &Overrides::default()).expect_err("typo rejected").to_string();
+            assert!(err.contains("stale_aftre"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("RANQ_READ__MAX_AGE", "ten minutes");
+            let err = load_in_jail(jail, &Overrides::default()).expect_err("bad duration").to_string();
+            assert!(err.contains("read.max_age"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_explicit_config_file_is_an_error() {
+        let err = Settings::load(Some(Path::new("/nonexistent/ranq.toml")), &Overrides::default());
+        assert!(matches!(err, Err(ConfigError::MissingFile { .. })));
+    }
+}

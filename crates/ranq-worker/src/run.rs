@@ -1,0 +1,123 @@
+//! `ranq worker`: the apalis worker wiring, kept in one place.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use ranq_cache::Cache;
+use ranq_core::RefreshJob;
+use ranq_db::Source;
+use ranq_queue::{Queue, QueueOptions, TickPoll, worker_name};
+use ranq_runtime::{Settings, Shutdown};
+
+use crate::batcher::{Batcher, BatcherOptions, Refresher};
+
+/// How often the worker logs what it refreshed.
+const SUMMARY_EVERY: Duration = Duration::from_secs(30);
+/// How often finished jobs are removed from Redis.
+const VACUUM_EVERY: Duration = Duration::from_secs(5);
+
+/// The job handler: hand the group to the batcher and wait for its write. An error makes apalis
+/// retry the job later.
+async fn handle(job: RefreshJob, batcher: Data<Batcher>) -> Result<(), BoxDynError> {
+    batcher.refresh(job.group).await?;
+    Ok(())
+}
+
+/// Runs one worker process until `shutdown`, then drains: in-flight jobs finish (bounded by
+/// `shutdown_timeout`), buffered ones go back to the queue.
+pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Shutdown) -> anyhow::Result<()> {
+    let ws = &settings.worker;
+    let options =
+        QueueOptions { fetch_size: ws.batch_size, heartbeat: ws.heartbeat, missed_heartbeats: ws.missed_heartbeats };
+    let queue = Queue::new(cache.connection(), cache.keys(), &options);
+    let (batcher, batcher_task) = Batcher::spawn(
+        Refresher::new(source, cache),
+        BatcherOptions { batch_size: ws.batch_size, batch_wait: ws.batch_wait },
+    );
+
+    let name = worker_name("worker");
+    tracing::info!(worker = %name, concurrency = ws.concurrency, batch_size = ws.batch_size, "worker started");
+    let summary = tokio::spawn(log_summaries(batcher.clone(), shutdown.clone()));
+    let janitor = tokio::spawn(vacuum_finished_jobs(queue.clone(), shutdown.clone()));
+
+    let (concurrency, poll_every) = (ws.concurrency.max(1), ws.poll_interval);
+    let worker_batcher = batcher.clone();
+    let monitor = Monitor::new()
+        .register(move |restarts| {
+            // A restarted worker registers under a new name: the old one may still be inside the
+            // orphan window, and its jobs are re-enqueued by the survivors.
+            WorkerBuilder::new(format!("{name}-{restarts}"))
+                .backend(queue.storage().poll_with_strategy(TickPoll::new(poll_every)))
+                .concurrency(concurrency)
+                .data(worker_batcher.clone())
+                .build(handle)
+        })
+        .should_restart(|ctx, error| {
+            tracing::warn!(worker = ctx.name(), %error, "worker stopped on a backend error; restarting");
+            true
+        });
+    let stop = {
+        let shutdown = shutdown.clone();
+        async move { shutdown.wait().await }
+    };
+    let result = ranq_queue::run_monitor(monitor, stop, settings.shutdown_timeout).await;
+    drop(batcher);
+    // The batcher finishes the batch in flight, then ends once the last handle is dropped.
+    let _ = tokio::time::timeout(settings.shutdown_timeout, batcher_task).await;
+    summary.abort();
+    janitor.abort();
+    result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Removes finished jobs every few seconds. Every worker does it; `SPOP` makes that safe.
+async fn vacuum_finished_jobs(queue: Queue, shutdown: Shutdown) {
+    const PER_CALL: usize = 1_000;
+    const MAX_CALLS: usize = 100;
+    let mut every = tokio::time::interval(VACUUM_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shutdown.wait() => return,
+        }
+        for _ in 0..MAX_CALLS {
+            match queue.vacuum_done(PER_CALL).await {
+                Ok(n) if n == PER_CALL => continue,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "vacuuming finished jobs failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn log_summaries(batcher: Batcher, shutdown: Shutdown) {
+    let mut every = tokio::time::interval(SUMMARY_EVERY);
+    every.tick().await;
+    let mut last = [0u64; 5];
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shutdown.wait() => return,
+        }
+        let t = batcher.totals();
+        let now = [&t.written, &t.fenced, &t.deleted, &t.failed, &t.batches].map(|c| c.load(Ordering::Relaxed));
+        let d: Vec<u64> = now.iter().zip(last).map(|(n, l)| n - l).collect();
+        if d.iter().any(|&x| x > 0) {
+            tracing::info!(
+                written = d[0],
+                fenced = d[1],
+                deleted = d[2],
+                failed = d[3],
+                batches = d[4],
+                "refreshed in the last {}s",
+                SUMMARY_EVERY.as_secs()
+            );
+        }
+        last = now;
+    }
+}
