@@ -193,6 +193,15 @@ impl Cache {
             .collect())
     }
 
+    /// Every group the index knows to be cached, ascending.
+    pub async fn cached_groups(&self) -> Result<Vec<GroupId>, CacheError> {
+        let mut conn = self.conn.clone();
+        let mut groups: Vec<GroupId> =
+            redis::cmd("ZRANGE").arg(self.keys.index()).arg(0).arg(-1).query_async(&mut conn).await?;
+        groups.sort_unstable();
+        Ok(groups)
+    }
+
     /// Adds groups to the public dirty set; returns how many were not already marked.
     pub async fn mark_dirty(&self, groups: &[GroupId]) -> Result<u64, CacheError> {
         let mut conn = self.conn.clone();

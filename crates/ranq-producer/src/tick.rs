@@ -108,10 +108,26 @@ impl Producer {
             }
         };
         if sweep {
-            Ok((self.source.group_ids().await?, Reason::Tick))
+            Ok((self.sweep_groups().await?, Reason::Tick))
         } else {
             Ok((self.claim_dirty().await?, Reason::Dirty))
         }
+    }
+
+    /// Every group in the source, plus every cached group that is no longer in the source: the
+    /// refresh finds it absent and deletes its snapshot.
+    async fn sweep_groups(&self) -> anyhow::Result<Vec<GroupId>> {
+        let mut groups = self.source.group_ids().await?;
+        let cached = self.cache.cached_groups().await?;
+        let gone: Vec<GroupId> = cached.into_iter().filter(|g| groups.binary_search(g).is_err()).collect();
+        if !gone.is_empty() {
+            tracing::info!(
+                groups = gone.len(),
+                "cached groups no longer in the source; refreshing them to delete their snapshots"
+            );
+            groups.extend(gone);
+        }
+        Ok(groups)
     }
 
     /// Takes the dirty set atomically: it is renamed away before it is read, so a mark added

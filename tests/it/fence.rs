@@ -1,0 +1,72 @@
+//! The version fence against real Redis: a late or duplicate write never replaces a newer one,
+//! and a deleted group stays deleted against late refreshes.
+
+use ranq_cache::{Outcome, Write};
+use ranq_core::{Entry, Snapshot};
+use ranq_tests::{Dialect, TestEnv};
+
+fn snap(group: i64, version: i64, score: i64) -> Write {
+    Write::Snapshot(Snapshot::new(group, version, vec![Entry { rank: 1, member: 1, score }]))
+}
+
+#[tokio::test]
+async fn out_of_order_writes_never_move_a_version_backwards() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let cache = env.cache().await;
+
+    assert_eq!(cache.write_batch(&[snap(1, 2_000, 20)]).await.unwrap(), vec![Outcome::Written]);
+    // Late (older) and duplicate (same version) writes are both dropped.
+    assert_eq!(
+        cache.write_batch(&[snap(1, 1_000, 10), snap(1, 2_000, 99)]).await.unwrap(),
+        vec![Outcome::Fenced, Outcome::Fenced]
+    );
+    let stored = cache.snapshot(1).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.entries[0].score), (2_000, 20));
+
+    assert_eq!(cache.write_batch(&[snap(1, 3_000, 30)]).await.unwrap(), vec![Outcome::Written]);
+    assert_eq!(cache.snapshot(1).await.unwrap().unwrap().entries[0].score, 30);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_deleted_group_is_not_resurrected_by_a_late_refresh() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let cache = env.cache().await;
+    cache.write_batch(&[snap(5, 1_000, 1)]).await.unwrap();
+
+    let absent = Write::Absent { group: 5, version: 2_000 };
+    assert_eq!(cache.write_batch(&[absent]).await.unwrap(), vec![Outcome::Deleted]);
+    assert!(cache.snapshot(5).await.unwrap().is_none());
+
+    // A refresh that read the group before it was deleted arrives late: dropped.
+    assert_eq!(cache.write_batch(&[snap(5, 1_500, 2)]).await.unwrap(), vec![Outcome::Fenced]);
+    assert!(cache.snapshot(5).await.unwrap().is_none());
+    // The group is created again and refreshed: written.
+    assert_eq!(cache.write_batch(&[snap(5, 2_500, 3)]).await.unwrap(), vec![Outcome::Written]);
+    assert_eq!(cache.fence_versions(&[5, 6]).await.unwrap(), vec![Some(2_500), None]);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_corrupt_snapshot_is_replaced_by_the_next_refresh_and_read_as_an_error_meanwhile() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let cache = env.cache().await;
+    let mut conn = cache.connection();
+    redis::cmd("SET").arg(cache.keys().top(9)).arg("not json").query_async::<()>(&mut conn).await.unwrap();
+
+    assert!(cache.snapshot(9).await.is_err());
+    assert_eq!(cache.write_batch(&[snap(9, 1_000, 1)]).await.unwrap(), vec![Outcome::Written]);
+    assert_eq!(cache.snapshot(9).await.unwrap().unwrap().version, 1_000);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_fence_script_is_reloaded_after_redis_forgets_it() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let cache = env.cache().await;
+    cache.write_batch(&[snap(1, 1_000, 1)]).await.unwrap();
+    let mut conn = cache.connection();
+    redis::cmd("SCRIPT").arg("FLUSH").query_async::<()>(&mut conn).await.unwrap();
+    assert_eq!(cache.write_batch(&[snap(1, 2_000, 2)]).await.unwrap(), vec![Outcome::Written]);
+    env.cleanup().await;
+}

@@ -1,0 +1,123 @@
+//! The whole fleet as real processes of the built binary: producer, two workers and the read API
+//! against Postgres, checked group by group against SQL over HTTP; and `ranq up` on SQLite.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use ranq_core::Entry;
+use ranq_db::Source;
+use ranq_tests::{Dialect, Proc, TestEnv, eventually, execute, free_port, truth};
+use serde_json::Value;
+
+const GROUPS: i64 = 300;
+
+/// Groups whose cached entries (over HTTP) are FRESH and equal the SQL truth right now.
+async fn groups_matching_truth(http: &reqwest::Client, base: &str, source: &Source) -> HashSet<i64> {
+    let mut ok = HashSet::new();
+    for group in 1..=GROUPS {
+        let Ok(response) = http.get(format!("{base}/v1/groups/{group}/top")).send().await else { continue };
+        if response.status() != 200 {
+            continue;
+        }
+        let body: Value = response.json().await.unwrap();
+        let entries: Vec<Entry> = serde_json::from_value(body["entries"].clone()).unwrap();
+        if body["status"] == "FRESH" && entries == truth(source, group).await {
+            ok.insert(group);
+        }
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_keeps_every_group_equal_to_the_sql_truth() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(300, 250).await;
+    let source = env.source().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+
+    let mut producer = {
+        let mut cmd = env.ranq();
+        cmd.args(["producer", "--schedule", "*/2 * * * * *"]);
+        Proc::spawn("producer", cmd)
+    };
+    let mut workers: Vec<Proc> = (1..=2)
+        .map(|i| {
+            let mut cmd = env.ranq();
+            cmd.args(["worker", "--batch-size", "32"]);
+            Proc::spawn(&format!("worker-{i}"), cmd)
+        })
+        .collect();
+    let mut serve = {
+        let mut cmd = env.ranq();
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        Proc::spawn("serve", cmd)
+    };
+    let http = reqwest::Client::new();
+
+    eventually(Duration::from_secs(60), "every group FRESH and equal to SQL", || async {
+        (groups_matching_truth(&http, &base, &source).await.len() == GROUPS as usize).then_some(())
+    })
+    .await;
+
+    // Scores change in SQL: the new truth is served after the next ticks.
+    execute(
+        &source,
+        "UPDATE ranq_scores SET score = score + (member_id * 37) % 5000, updated_at = now() WHERE group_id % 3 = 0",
+    )
+    .await;
+    execute(&source, "DELETE FROM ranq_groups WHERE id = 300").await;
+    eventually(Duration::from_secs(30), "changed groups served with the new truth", || async {
+        let ok = groups_matching_truth(&http, &base, &source).await;
+        let gone = http.get(format!("{base}/v1/groups/300/top")).send().await.ok()?.status() == 404;
+        (ok.len() == GROUPS as usize - 1 && gone).then_some(())
+    })
+    .await;
+
+    let out = env.ranq().args(["status", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["groups"]["cached"], GROUPS - 1, "{status}");
+    assert_eq!(status["workers"]["alive"], 2, "{status}");
+    assert!(status["last_tick"]["id"].as_str().is_some_and(|id| id.ends_with('Z')), "{status}");
+    assert!(status["ticks"]["enqueued"].as_u64().unwrap() >= 2, "{status}");
+    for field in ["pending", "running", "dead"] {
+        assert!(status["queue"][field].is_u64(), "{status}");
+    }
+
+    // SIGTERM: every process drains and exits 0.
+    for proc in workers.iter_mut().chain([&mut producer, &mut serve]) {
+        let exit = proc.terminate(Duration::from_secs(30));
+        assert!(exit.success(), "{} exited with {exit}", proc.name);
+    }
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranq_up_serves_fresh_leaderboards_from_an_embedded_sqlite_database() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let port = free_port();
+    let mut up = {
+        let mut cmd = env.ranq();
+        cmd.env_remove("DATABASE_URL").args(["up", "--groups", "20", "--members", "50", "--workers", "1"]);
+        cmd.args(["--listen", &format!("127.0.0.1:{port}")]);
+        Proc::spawn("up", cmd)
+    };
+    let http = reqwest::Client::new();
+    let body: Value = eventually(Duration::from_secs(60), "group 1 served FRESH by ranq up", || async {
+        let response = http.get(format!("http://127.0.0.1:{port}/v1/groups/1/top")).send().await.ok()?;
+        let body: Value = response.json().await.ok()?;
+        (body["status"] == "FRESH").then_some(body)
+    })
+    .await;
+    assert_eq!(body["entries"].as_array().unwrap().len(), 50);
+    assert!(env.dir.join("ranq-demo.db").exists(), "the demo database lives in the working directory");
+
+    let exit = up.terminate(Duration::from_secs(40));
+    assert!(exit.success(), "ranq up exited with {exit}");
+    assert!(
+        http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_err(),
+        "the read API stopped with ranq up"
+    );
+    env.cleanup().await;
+}

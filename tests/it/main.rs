@@ -1,0 +1,10 @@
+//! ranq's integration suite, one binary (see `ranq-tests` for the harness). Each module reads like
+//! the part of the contract it holds ranq to.
+
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod fence;
+mod fleet;
+mod http;
+mod refresh;

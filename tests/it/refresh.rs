@@ -1,0 +1,112 @@
+//! One refresh cycle, in-process, on both databases: every group's cached top-100 equals the SQL
+//! truth, empty groups cache as `entries: []`, and groups gone from the source lose their key.
+
+use std::time::Duration;
+
+use ranq_cache::Outcome;
+use ranq_core::TOP_N;
+use ranq_tests::{Dialect, TestEnv, execute, truth};
+use ranq_worker::{Batcher, BatcherOptions, Refresher};
+
+async fn every_group_equals_the_sql_truth_after_one_refresh(dialect: Dialect) {
+    let env = TestEnv::new(dialect).await;
+    env.seed(40, 250).await;
+    let source = env.source().await;
+    // A group with no members, and ties on score to exercise the tie-breaks.
+    execute(&source, "INSERT INTO ranq_groups (id, name) VALUES (41, 'empty')").await;
+    execute(&source, "UPDATE ranq_scores SET score = 5000 WHERE group_id = 3 AND member_id <= 150").await;
+    let cache = env.cache().await;
+
+    let refresher = Refresher::new(source.clone(), cache.clone());
+    let groups: Vec<i64> = source.group_ids().await.unwrap();
+    assert_eq!(groups.len(), 41);
+    for batch in groups.chunks(16) {
+        let outcomes = refresher.refresh(batch).await.unwrap();
+        assert!(outcomes.values().all(|o| *o == Outcome::Written), "{outcomes:?}");
+    }
+
+    for &group in &groups {
+        let cached = cache.snapshot(group).await.unwrap().expect("cached");
+        let expected = truth(&source, group).await;
+        assert_eq!(cached.entries, expected, "group {group}");
+        assert_eq!(cached.entries.len(), if group == 41 { 0 } else { TOP_N });
+    }
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn postgres_every_group_equals_the_sql_truth_after_one_refresh() {
+    every_group_equals_the_sql_truth_after_one_refresh(Dialect::Postgres).await;
+}
+
+#[tokio::test]
+async fn sqlite_every_group_equals_the_sql_truth_after_one_refresh() {
+    every_group_equals_the_sql_truth_after_one_refresh(Dialect::Sqlite).await;
+}
+
+async fn a_group_removed_from_the_source_is_removed_from_the_cache(dialect: Dialect) {
+    let env = TestEnv::new(dialect).await;
+    env.seed(3, 10).await;
+    let (source, cache) = (env.source().await, env.cache().await);
+    let refresher = Refresher::new(source.clone(), cache.clone());
+    refresher.refresh(&[1, 2, 3]).await.unwrap();
+
+    execute(&source, "DELETE FROM ranq_groups WHERE id = 2").await;
+    let outcomes = refresher.refresh(&[1, 2, 3, 999]).await.unwrap();
+    assert_eq!(outcomes[&2], Outcome::Deleted);
+    assert_eq!(outcomes[&999], Outcome::Deleted, "an unknown group is recorded as absent");
+    assert!(cache.snapshot(2).await.unwrap().is_none());
+    assert!(cache.snapshot(1).await.unwrap().is_some());
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn postgres_a_group_removed_from_the_source_is_removed_from_the_cache() {
+    a_group_removed_from_the_source_is_removed_from_the_cache(Dialect::Postgres).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_group_removed_from_the_source_is_removed_from_the_cache() {
+    a_group_removed_from_the_source_is_removed_from_the_cache(Dialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_are_batched_and_each_gets_its_groups_outcome() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(50, 20).await;
+    let (source, cache) = (env.source().await, env.cache().await);
+    let options = BatcherOptions { batch_size: 16, batch_wait: Duration::from_millis(20) };
+    let (batcher, task) = Batcher::spawn(Refresher::new(source.clone(), cache.clone()), options);
+
+    let handles: Vec<_> = (1..=50)
+        .chain([404])
+        .map(|g| {
+            let b = batcher.clone();
+            tokio::spawn(async move { (g, b.refresh(g).await) })
+        })
+        .collect();
+    for handle in handles {
+        let (group, outcome) = handle.await.unwrap();
+        let expected = if group == 404 { Outcome::Deleted } else { Outcome::Written };
+        assert_eq!(outcome.unwrap(), expected, "group {group}");
+    }
+    let batches = batcher.totals().batches.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(batches < 51, "51 requests ran as {batches} batches: they were not batched");
+    for g in 1..=50 {
+        assert_eq!(cache.snapshot(g).await.unwrap().unwrap().entries, truth(&source, g).await);
+    }
+    drop(batcher);
+    task.await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn postgres_versions_increase_with_each_read() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(1, 5).await;
+    let source = env.source().await;
+    let first = source.top_n(&[1]).await.unwrap().version;
+    let second = source.top_n(&[1]).await.unwrap().version;
+    assert!(second > first, "{second} <= {first}");
+    env.cleanup().await;
+}

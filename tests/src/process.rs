@@ -1,0 +1,71 @@
+//! Real `ranq` processes for tests: the binary is built once per test run, and every process is
+//! killed when its handle drops, so a failing test never leaves a fleet running.
+
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Path of a freshly built `ranq` binary (built once, with the same profile as the tests).
+pub fn ranq_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .current_dir(&root)
+            .args(["build", "--quiet", "-p", "ranq-cli", "--bin", "ranq"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the ranq binary failed");
+        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+        target.join("debug").join("ranq")
+    })
+    .clone()
+}
+
+/// A running `ranq` process.
+#[derive(Debug)]
+pub struct Proc {
+    pub name: String,
+    child: Child,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: std::process::Command) -> Self {
+        let child = cmd.stdin(std::process::Stdio::null()).spawn().expect("ranq starts");
+        Self { name: name.to_owned(), child }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"))
+    }
+
+    /// Sends SIGTERM and waits (up to `timeout`) for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        kill(self.pid(), Signal::SIGTERM).expect("signal delivered");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit within {timeout:?} of SIGTERM", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
