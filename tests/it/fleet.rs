@@ -121,3 +121,39 @@ async fn ranq_up_serves_fresh_leaderboards_from_an_embedded_sqlite_database() {
     );
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn serve_reads_its_freshness_ages_from_the_environment() {
+    use ranq_cache::Write;
+    use ranq_core::Snapshot;
+
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let cache = env.cache().await;
+    let aged = |group: i64, secs: i64| {
+        let version = (chrono::Utc::now() - chrono::Duration::seconds(secs)).timestamp_micros();
+        Write::Snapshot(Snapshot::new(group, version, vec![Entry { rank: 1, member: 1, score: 1 }]))
+    };
+    cache.write_batch(&[aged(1, 0), aged(2, 3), aged(3, 6)]).await.unwrap();
+    let port = free_port();
+    let _serve = {
+        let mut cmd = env.ranq();
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        cmd.env("RANQ_READ__STALE_AFTER", "2s").env("RANQ_READ__MAX_AGE", "5s");
+        Proc::spawn("serve", cmd)
+    };
+    let http = reqwest::Client::new();
+    let status_of = |group: i64| {
+        let http = http.clone();
+        async move {
+            let response = http.get(format!("http://127.0.0.1:{port}/v1/groups/{group}/top")).send().await.ok()?;
+            let code = response.status().as_u16();
+            let body: Value = response.json().await.ok()?;
+            Some((code, body["status"].as_str()?.to_owned()))
+        }
+    };
+    let fresh = eventually(Duration::from_secs(10), "serve answers", || status_of(1)).await;
+    assert_eq!(fresh, (200, "FRESH".into()));
+    assert_eq!(status_of(2).await, Some((200, "STALE".into())));
+    assert_eq!(status_of(3).await, Some((404, "MISS".into())));
+    env.cleanup().await;
+}

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod config;
 mod fence;
 mod fleet;
 mod http;
+mod producer;
 mod refresh;

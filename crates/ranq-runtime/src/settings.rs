@@ -198,9 +198,13 @@ impl Settings {
             }
             None => {}
         }
-        // RANQ_CONFIG names the file and is not a setting; the URL variables are read by the
-        // command-line layer (with their contract names DATABASE_URL and REDIS_URL).
-        let env = Env::prefixed("RANQ_").split("__").ignore(&["CONFIG"]);
+        // RANQ_CONFIG names the file and is not a setting; RANQ_TEST_* is reserved for the test
+        // suite's service URLs. The URL settings are read by the command-line layer (with their
+        // contract names DATABASE_URL and REDIS_URL).
+        let env = Env::prefixed("RANQ_")
+            .split("__")
+            .ignore(&["CONFIG"])
+            .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"));
         Ok(figment.merge(env).merge(Serialized::defaults(overrides)))
     }
 }
@@ -287,6 +291,15 @@ mod tests {
             jail.set_env("RANQ_READ__MAX_AGE", "ten minutes");
             let err = load_in_jail(jail, &Overrides::default()).expect_err("bad duration").to_string();
             assert!(err.contains("read.max_age"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_test_suites_variables_are_not_settings() {
+        Jail::expect_with(|jail| {
+            jail.set_env("RANQ_TEST_REDIS_URL", "redis://127.0.0.1:1");
+            load_in_jail(jail, &Overrides::default()).expect("RANQ_TEST_* is ignored");
             Ok(())
         });
     }
