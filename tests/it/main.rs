@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod architecture;
 mod cli;
 mod config;
 mod fence;
