@@ -1,8 +1,10 @@
-//! The producer's ticks against real Redis: one enqueue per scheduled tick across instances, the
-//! audit trail `ranq status` reads, and dirty mode taking exactly the marked groups.
+//! The producer against real Redis: one leader at a time, fenced tick claims, missed ticks
+//! counted, the audit trail `ranq status` reads, and dirty mode taking exactly the marked groups.
 
-use chrono::{TimeZone, Utc};
-use ranq_producer::{Producer, TickOutcome, read_last_tick, read_tick_counters};
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, TimeZone, Utc};
+use ranq_producer::{Lease, LeaseState, Producer, TickOutcome, read_last_tick, read_leader, read_tick_counters};
 use ranq_queue::{Queue, QueueOptions};
 use ranq_runtime::{ProducerMode, Settings};
 use ranq_tests::{Dialect, TestEnv};
@@ -13,32 +15,87 @@ async fn producer(env: &TestEnv, mode: ProducerMode, instance: &str) -> (Produce
     let mut settings = Settings::default().producer;
     settings.mode = mode;
     settings.sweep_every = 0;
-    (Producer::new(env.source().await, cache, queue.clone(), settings, instance.into()), queue)
+    let lease = Lease::new(cache.connection(), cache.keys().clone(), instance.into(), Duration::from_secs(10));
+    (Producer::new(env.source().await, cache, queue.clone(), settings, lease).unwrap(), queue)
+}
+
+fn minute(hour: u32, min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, hour, min, 0).unwrap()
 }
 
 #[tokio::test]
-async fn each_scheduled_tick_is_enqueued_once_across_producers() {
+async fn only_the_leader_enqueues_and_each_tick_is_enqueued_once() {
     let env = TestEnv::new(Dialect::Sqlite).await;
     env.seed(25, 3).await;
     let (a, queue) = producer(&env, ProducerMode::All, "a").await;
     let (b, _) = producer(&env, ProducerMode::All, "b").await;
-    let at = Utc.with_ymd_and_hms(2026, 11, 25, 1, 2, 0).unwrap();
+    assert_eq!(a.keep_lease().await.unwrap(), LeaseState::Acquired(1));
+    assert_eq!(b.keep_lease().await.unwrap(), LeaseState::Standby);
+    assert_eq!(a.keep_lease().await.unwrap(), LeaseState::Renewed(1));
 
-    let (first, second) = tokio::join!(a.tick(at), b.tick(at));
-    let mut outcomes = vec![first.unwrap(), second.unwrap()];
-    outcomes.sort_by_key(|o| matches!(o, TickOutcome::Duplicate));
-    assert_eq!(outcomes, vec![TickOutcome::Enqueued { pushed: 25, deferred: 0 }, TickOutcome::Duplicate]);
+    let at = minute(1, 2);
+    assert_eq!(a.tick(at).await.unwrap(), TickOutcome::Enqueued { pushed: 25, deferred: 0 });
+    assert_eq!(b.tick(at).await.unwrap(), TickOutcome::Standby);
+    assert_eq!(a.tick(at).await.unwrap(), TickOutcome::Duplicate, "the same tick fired twice");
     assert_eq!(queue.stats().await.unwrap().pending, 25);
 
-    let later = at + chrono::Duration::minutes(1);
-    assert_eq!(b.tick(later).await.unwrap(), TickOutcome::Enqueued { pushed: 25, deferred: 0 });
+    // The leader stops (SIGTERM releases the lease): the standby takes over at its next round,
+    // and a tick the old leader already enqueued is not enqueued again.
+    a.release().await.unwrap();
+    assert_eq!(b.keep_lease().await.unwrap(), LeaseState::Acquired(2));
+    assert_eq!(b.tick(at).await.unwrap(), TickOutcome::Duplicate);
+    assert_eq!(b.tick(minute(1, 3)).await.unwrap(), TickOutcome::Enqueued { pushed: 25, deferred: 0 });
 
     let cache = env.cache().await;
     let mut conn = cache.connection();
     let counters = read_tick_counters(&mut conn, cache.keys()).await.unwrap();
-    assert_eq!((counters.enqueued, counters.duplicates_skipped), (2, 1));
+    assert_eq!((counters.enqueued, counters.duplicates_skipped), (2, 2));
     let last = read_last_tick(&mut conn, cache.keys()).await.unwrap().unwrap();
     assert_eq!((last.id.as_str(), last.groups), ("2026-11-25T01:03:00Z", 25));
+    let leader = read_leader(&mut conn, cache.keys()).await.unwrap().unwrap();
+    assert_eq!((leader.id.as_str(), leader.token), ("b", 2));
+    assert!(leader.lease_expires_in_ms > 0 && leader.lease_expires_in_ms <= 10_000);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_deposed_leader_cannot_enqueue_even_before_it_notices() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    env.seed(5, 3).await;
+    let (a, queue) = producer(&env, ProducerMode::All, "a").await;
+    let (b, _) = producer(&env, ProducerMode::All, "b").await;
+    a.keep_lease().await.unwrap();
+    // a's lease lapses in Redis (say a was paused) and b takes over; a still believes it leads.
+    let cache = env.cache().await;
+    let mut conn = cache.connection();
+    redis::cmd("DEL").arg(cache.keys().leader()).query_async::<()>(&mut conn).await.unwrap();
+    assert_eq!(b.keep_lease().await.unwrap(), LeaseState::Acquired(2));
+    assert!(a.token().is_some(), "a has not renewed yet");
+
+    assert_eq!(a.tick(minute(1, 2)).await.unwrap(), TickOutcome::Standby, "the claim is fenced by a's old token");
+    assert_eq!(a.token(), None);
+    assert_eq!(queue.stats().await.unwrap().pending, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn ticks_that_passed_without_a_leader_are_counted_as_missed() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    env.seed(2, 1).await;
+    let (a, _) = producer(&env, ProducerMode::All, "a").await;
+    let (b, _) = producer(&env, ProducerMode::All, "b").await;
+    a.keep_lease().await.unwrap();
+    let five_minutes_ago =
+        Utc::now().duration_trunc(chrono::Duration::minutes(1)).unwrap() - chrono::Duration::minutes(5);
+    a.tick(five_minutes_ago).await.unwrap();
+    a.release().await.unwrap();
+    b.keep_lease().await.unwrap();
+
+    let cache = env.cache().await;
+    let mut conn = cache.connection();
+    let missed = read_tick_counters(&mut conn, cache.keys()).await.unwrap().missed;
+    // The every-minute slots after the last tick up to now: 4, or 5 once the current minute began.
+    assert!((4..=5).contains(&missed), "missed {missed}");
     env.cleanup().await;
 }
 
@@ -47,18 +104,28 @@ async fn dirty_mode_enqueues_only_marked_groups_and_consumes_the_marks() {
     let env = TestEnv::new(Dialect::Sqlite).await;
     env.seed(25, 3).await;
     let (p, queue) = producer(&env, ProducerMode::Dirty, "a").await;
+    p.keep_lease().await.unwrap();
     let cache = env.cache().await;
-    cache.mark_dirty(&[3, 5]).await.unwrap();
     let mut conn = cache.connection();
-    redis::cmd("SADD").arg(cache.keys().dirty()).arg("not-a-group").query_async::<()>(&mut conn).await.unwrap();
 
-    let at = Utc.with_ymd_and_hms(2026, 11, 25, 1, 2, 0).unwrap();
-    assert_eq!(p.tick(at).await.unwrap(), TickOutcome::Enqueued { pushed: 2, deferred: 0 });
-    assert_eq!(queue.stats().await.unwrap().pending, 2);
+    // An empty cache is swept in full, whatever the mode.
+    assert_eq!(p.tick(minute(1, 1)).await.unwrap(), TickOutcome::Enqueued { pushed: 25, deferred: 0 });
+    ranq_worker::Refresher::new(env.source().await, cache.clone())
+        .refresh(&(1..=25).collect::<Vec<_>>())
+        .await
+        .unwrap();
+
+    cache.mark_dirty(&[3, 5]).await.unwrap();
+    redis::cmd("SADD").arg(cache.keys().dirty()).arg("not-a-group").query_async::<()>(&mut conn).await.unwrap();
+    assert_eq!(p.tick(minute(1, 2)).await.unwrap(), TickOutcome::Enqueued { pushed: 2, deferred: 0 });
+    assert_eq!(queue.stats().await.unwrap().pending, 27);
     let left: u64 = redis::cmd("SCARD").arg(cache.keys().dirty()).query_async(&mut conn).await.unwrap();
     assert_eq!(left, 0, "claimed marks are consumed");
+    assert_eq!(p.tick(minute(1, 3)).await.unwrap(), TickOutcome::Enqueued { pushed: 0, deferred: 0 });
 
-    let next = at + chrono::Duration::seconds(2);
-    assert_eq!(p.tick(next).await.unwrap(), TickOutcome::Enqueued { pushed: 0, deferred: 0 });
+    // Marks claimed by a tick that died before enqueueing are taken again by the next tick.
+    redis::cmd("SADD").arg(cache.keys().dirty_claimed()).arg(7).query_async::<()>(&mut conn).await.unwrap();
+    cache.mark_dirty(&[8]).await.unwrap();
+    assert_eq!(p.tick(minute(1, 4)).await.unwrap(), TickOutcome::Enqueued { pushed: 2, deferred: 0 });
     env.cleanup().await;
 }

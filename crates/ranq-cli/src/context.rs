@@ -90,6 +90,9 @@ fn validate(s: &Settings) -> Result<(), UsageError> {
     if s.producer.enqueue_chunk == 0 || s.producer.max_backlog < s.producer.enqueue_chunk {
         return bad("producer.max_backlog", "must be at least producer.enqueue_chunk (defaults 4000 and 1000)");
     }
+    if s.producer.lease_ttl < std::time::Duration::from_secs(1) {
+        return bad("producer.lease_ttl", "must be at least 1s (default 10s)");
+    }
     if let Err(e) = ranq_producer::parse_schedule(&s.producer.schedule) {
         return Err(UsageError(e));
     }

@@ -53,24 +53,37 @@ impl Keys {
         format!("{}:queue", self.ns)
     }
 
-    /// `<ns>:tick:<id>` — claim of one scheduled tick, so a tick is enqueued once per fleet.
+    /// `<ns>:{producer}:tick:<id>` — claim of one scheduled tick, so a tick is enqueued once per
+    /// fleet. The producer's keys share the `{producer}` hash tag so its scripts may touch several.
     pub fn tick_claim(&self, tick_id: &str) -> String {
-        format!("{}:tick:{tick_id}", self.ns)
+        format!("{}:{{producer}}:tick:{tick_id}", self.ns)
     }
 
-    /// `<ns>:ticks` — hash of tick counters (`enqueued`, `duplicates_skipped`, `missed`).
+    /// `<ns>:{producer}:ticks` — hash of tick counters (`enqueued`, `duplicates_skipped`, `missed`).
     pub fn ticks(&self) -> String {
-        format!("{}:ticks", self.ns)
+        format!("{}:{{producer}}:ticks", self.ns)
     }
 
-    /// `<ns>:last_tick` — JSON `{id, at, groups}` of the most recent enqueued tick.
+    /// `<ns>:{producer}:last_tick` — JSON `{id, at, groups, deferred}` of the last enqueued tick.
     pub fn last_tick(&self) -> String {
-        format!("{}:last_tick", self.ns)
+        format!("{}:{{producer}}:last_tick", self.ns)
     }
 
-    /// `<ns>:leader` — the producer leader lease.
+    /// `<ns>:{producer}:leader` — the producer leader lease (`<token>|<holder>|<since ms>`).
     pub fn leader(&self) -> String {
-        format!("{}:leader", self.ns)
+        format!("{}:{{producer}}:leader", self.ns)
+    }
+
+    /// `<ns>:{producer}:leader_token` — the fencing-token counter; every new lease takes the next.
+    pub fn leader_token(&self) -> String {
+        format!("{}:{{producer}}:leader_token", self.ns)
+    }
+
+    /// `<ns>:dirty:claimed` — dirty marks taken by a tick and not yet enqueued; merged back into
+    /// the dirty set by the next leader if the tick's producer died mid-tick. (Renamed from
+    /// `<ns>:dirty`, so on Redis Cluster both must hash alike; see README.)
+    pub fn dirty_claimed(&self) -> String {
+        format!("{}:dirty:claimed", self.ns)
     }
 
     /// `<ns>:*` — everything this fleet owns (used to clean a namespace).
@@ -112,6 +125,8 @@ mod tests {
             k.ticks(),
             k.last_tick(),
             k.leader(),
+            k.leader_token(),
+            k.dirty_claimed(),
         ] {
             assert!(key.starts_with("fleet-a:"), "{key}");
         }

@@ -26,6 +26,7 @@ pub struct TickCounters {
 
 pub(crate) const ENQUEUED: &str = "enqueued";
 pub(crate) const DUPLICATES: &str = "duplicates_skipped";
+pub(crate) const MISSED: &str = "missed";
 
 pub async fn read_last_tick(conn: &mut ConnectionManager, keys: &Keys) -> redis::RedisResult<Option<LastTick>> {
     let raw: Option<String> = redis::cmd("GET").arg(keys.last_tick()).query_async(conn).await?;
@@ -34,7 +35,7 @@ pub async fn read_last_tick(conn: &mut ConnectionManager, keys: &Keys) -> redis:
 
 pub async fn read_tick_counters(conn: &mut ConnectionManager, keys: &Keys) -> redis::RedisResult<TickCounters> {
     let (enqueued, duplicates_skipped, missed): (Option<u64>, Option<u64>, Option<u64>) =
-        redis::cmd("HMGET").arg(keys.ticks()).arg(ENQUEUED).arg(DUPLICATES).arg("missed").query_async(conn).await?;
+        redis::cmd("HMGET").arg(keys.ticks()).arg(ENQUEUED).arg(DUPLICATES).arg(MISSED).query_async(conn).await?;
     Ok(TickCounters {
         enqueued: enqueued.unwrap_or(0),
         duplicates_skipped: duplicates_skipped.unwrap_or(0),

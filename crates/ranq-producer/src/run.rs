@@ -1,4 +1,5 @@
-//! `ranq producer`: apalis-cron drives the ticks; each tick runs [`Producer::tick`].
+//! `ranq producer`: a lease keeper decides whether this instance leads; apalis-cron drives the
+//! ticks; each tick runs [`Producer::tick`], which does nothing on a standby.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use ranq_db::Source;
 use ranq_queue::{Queue, QueueOptions, worker_name};
 use ranq_runtime::{Settings, Shutdown};
 
-use crate::tick::Producer;
+use crate::lease::Lease;
+use crate::tick::{Producer, TickOutcome};
 
 /// Parses a cron expression with a seconds field, e.g. `0 * * * * *` (every minute).
 pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
@@ -25,22 +27,47 @@ async fn on_tick(tick: Tick, producer: Data<Arc<Producer>>) -> Result<(), BoxDyn
         .ok()
         .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
         .unwrap_or_else(Utc::now);
-    if let Err(error) = producer.tick(scheduled).await {
-        tracing::error!(%error, "tick failed; the next tick will try again");
-        return Err(error.into());
+    match producer.tick(scheduled).await {
+        Ok(TickOutcome::Standby) => tracing::debug!("standing by"),
+        Ok(_) => {}
+        Err(error) => {
+            tracing::error!(%error, "tick failed; the next tick will try again");
+            return Err(error.into());
+        }
     }
     Ok(())
 }
 
+/// Keeps (or waits for) the lease until shutdown, then releases it.
+async fn keep_lease(producer: Arc<Producer>, every: std::time::Duration, shutdown: Shutdown) {
+    loop {
+        if let Err(error) = producer.keep_lease().await {
+            tracing::warn!(%error, "cannot reach Redis to keep the leader lease; will retry");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.wait() => break,
+        }
+    }
+    if let Err(error) = producer.release().await {
+        tracing::warn!(%error, "could not release the leader lease; it expires by itself");
+    }
+}
+
 /// Runs the producer until `shutdown`. A tick in progress is finished (bounded by
-/// `shutdown_timeout`).
+/// `shutdown_timeout`), then the lease is released so a standby takes over at once.
 pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Shutdown) -> anyhow::Result<()> {
     let schedule = parse_schedule(&settings.producer.schedule).map_err(anyhow::Error::msg)?;
     let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
     let name = worker_name("producer");
-    let producer = Arc::new(Producer::new(source, cache, queue, settings.producer.clone(), name.clone()));
+    let ttl = settings.producer.lease_ttl;
+    let lease = Lease::new(cache.connection(), cache.keys().clone(), name.clone(), ttl);
+    let producer = Arc::new(Producer::new(source, cache, queue, settings.producer.clone(), lease)?);
     tracing::info!(producer = %name, schedule = %settings.producer.schedule, mode = ?settings.producer.mode, "producer started");
 
+    // Stop ticking first, release the lease last: a standby must not take over mid-tick.
+    let ticks_stop = Shutdown::new();
+    let keeper = tokio::spawn(keep_lease(producer.clone(), ttl / 3, ticks_stop.clone()));
     let monitor = Monitor::new().register(move |restarts| {
         WorkerBuilder::new(format!("{name}-{restarts}"))
             .backend(CronScheduler::new(schedule.clone()))
@@ -50,9 +77,10 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
             .build(on_tick)
     });
     let stop = async move { shutdown.wait().await };
-    ranq_queue::run_monitor(monitor, stop, settings.shutdown_timeout)
-        .await
-        .map_err(|e| anyhow::anyhow!("producer failed: {e}"))?;
+    let result = ranq_queue::run_monitor(monitor, stop, settings.shutdown_timeout).await;
+    ticks_stop.trigger();
+    let _ = keeper.await;
+    result.map_err(|e| anyhow::anyhow!("producer failed: {e}"))?;
     tracing::info!("producer stopped");
     Ok(())
 }

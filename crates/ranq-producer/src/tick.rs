@@ -1,7 +1,9 @@
-//! One tick: claim it fleet-wide, choose the groups, enqueue them with backpressure, record it.
+//! One tick: check leadership, claim the tick fleet-wide (fenced by the lease token), choose the
+//! groups, enqueue them with backpressure while still leader, record the tick.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use ranq_cache::Cache;
@@ -12,18 +14,27 @@ use ranq_queue::Queue;
 use ranq_runtime::ProducerMode;
 use ranq_runtime::settings::ProducerSettings;
 
-use crate::audit::{DUPLICATES, ENQUEUED, LastTick};
+use crate::audit::{ENQUEUED, LastTick, MISSED};
+use crate::lease::{Leadership, Lease, LeaseState, Token};
 
 /// How long a tick claim is kept; far longer than any schedule's period.
 const TICK_CLAIM_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Most schedule slots counted when working out how many ticks nobody enqueued.
+const MISSED_SCAN_LIMIT: usize = 100_000;
 
-/// What one tick did.
+static CLAIM_TICK: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("claim_tick.lua")));
+static CLAIM_DIRTY: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("claim_dirty.lua")));
+
+/// What one tick did on this instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TickOutcome {
-    /// This instance claimed the tick and enqueued `pushed` jobs (`deferred` held back).
+    /// This instance leads, claimed the tick and enqueued `pushed` jobs (`deferred` held back by
+    /// backpressure, or left because the lease was lost mid-tick).
     Enqueued { pushed: usize, deferred: usize },
     /// Another instance had already claimed this tick.
     Duplicate,
+    /// This instance does not lead; it stands by.
+    Standby,
 }
 
 /// The id of the tick scheduled at `at`: its time in RFC 3339, the same on every instance.
@@ -38,41 +49,127 @@ pub struct Producer {
     cache: Cache,
     queue: Queue,
     settings: ProducerSettings,
-    instance: String,
-    ticks_seen: AtomicU64,
+    schedule: cron::Schedule,
+    lease: Lease,
+    leadership: Mutex<Leadership>,
+    ticks_led: AtomicU64,
 }
 
 impl Producer {
-    pub fn new(source: Source, cache: Cache, queue: Queue, settings: ProducerSettings, instance: String) -> Self {
-        Self { source, cache, queue, settings, instance, ticks_seen: AtomicU64::new(0) }
+    pub fn new(
+        source: Source,
+        cache: Cache,
+        queue: Queue,
+        settings: ProducerSettings,
+        lease: Lease,
+    ) -> anyhow::Result<Self> {
+        let schedule = crate::parse_schedule(&settings.schedule).map_err(anyhow::Error::msg)?;
+        Ok(Self {
+            source,
+            cache,
+            queue,
+            settings,
+            schedule,
+            lease,
+            leadership: Mutex::default(),
+            ticks_led: AtomicU64::new(0),
+        })
     }
 
-    /// Runs the tick scheduled at `scheduled`, once across the fleet.
+    /// The fencing token, while this instance leads.
+    pub fn token(&self) -> Option<Token> {
+        self.leadership.lock().ok().and_then(|l| l.current(Instant::now()))
+    }
+
+    /// One round of lease keeping: acquire or renew, and on becoming leader, account for the ticks
+    /// nobody enqueued. Called every third of the lease's lifetime.
+    pub async fn keep_lease(&self) -> anyhow::Result<LeaseState> {
+        let asked = Instant::now();
+        let state = self.lease.acquire_or_renew().await?;
+        if let Ok(mut leadership) = self.leadership.lock() {
+            match state {
+                LeaseState::Acquired(token) | LeaseState::Renewed(token) => {
+                    leadership.confirm(token, asked, self.lease.ttl())
+                }
+                LeaseState::Standby => leadership.clear(),
+            }
+        }
+        if let LeaseState::Acquired(token) = state {
+            let missed = self.count_missed_ticks().await?;
+            tracing::info!(producer = self.lease.holder(), token, missed, "became the leader");
+        }
+        Ok(state)
+    }
+
+    /// Gives up the lease (on shutdown), so a standby takes over at once.
+    pub async fn release(&self) -> anyhow::Result<()> {
+        if let Ok(mut leadership) = self.leadership.lock() {
+            leadership.clear();
+        }
+        if self.lease.release().await? {
+            tracing::info!("released the leader lease");
+        }
+        Ok(())
+    }
+
+    /// Counts the schedule slots between the last enqueued tick and now as missed: no leader
+    /// enqueued them.
+    async fn count_missed_ticks(&self) -> anyhow::Result<u64> {
+        let keys = self.cache.keys();
+        let mut conn = self.cache.connection();
+        let Some(last) = crate::audit::read_last_tick(&mut conn, keys).await? else { return Ok(0) };
+        let Ok(last) = DateTime::parse_from_rfc3339(&last.id) else { return Ok(0) };
+        let horizon = Utc::now() - chrono::Duration::milliseconds(500);
+        let missed =
+            self.schedule.after(&last.with_timezone(&Utc)).take(MISSED_SCAN_LIMIT).take_while(|t| *t < horizon).count()
+                as u64;
+        if missed > 0 {
+            redis::cmd("HINCRBY").arg(keys.ticks()).arg(MISSED).arg(missed).query_async::<()>(&mut conn).await?;
+        }
+        Ok(missed)
+    }
+
+    /// Runs the tick scheduled at `scheduled`: once across the fleet, by the leader only.
     pub async fn tick(&self, scheduled: DateTime<Utc>) -> anyhow::Result<TickOutcome> {
+        let Some(token) = self.token() else { return Ok(TickOutcome::Standby) };
         let id = tick_id(scheduled);
         let keys = self.cache.keys();
         let mut conn = self.cache.connection();
-        let claimed: bool = redis::cmd("SET")
-            .arg(keys.tick_claim(&id))
-            .arg(&self.instance)
-            .arg("NX")
-            .arg("EX")
+        let claimed: i64 = CLAIM_TICK
+            .key(keys.leader())
+            .key(keys.tick_claim(&id))
+            .key(keys.ticks())
+            .arg(token)
+            .arg(self.lease.holder())
             .arg(TICK_CLAIM_TTL.as_secs())
-            .query_async::<Option<String>>(&mut conn)
-            .await?
-            .is_some();
-        if !claimed {
-            redis::cmd("HINCRBY").arg(keys.ticks()).arg(DUPLICATES).arg(1).query_async::<()>(&mut conn).await?;
-            tracing::debug!(tick = %id, "tick already claimed by another producer");
-            return Ok(TickOutcome::Duplicate);
+            .invoke_async(&mut conn)
+            .await?;
+        match claimed {
+            1 => {}
+            0 => {
+                tracing::debug!(tick = %id, "tick already claimed");
+                return Ok(TickOutcome::Duplicate);
+            }
+            _ => {
+                tracing::warn!(tick = %id, token, "lost the leader lease before the tick; standing by");
+                if let Ok(mut leadership) = self.leadership.lock() {
+                    leadership.clear();
+                }
+                return Ok(TickOutcome::Standby);
+            }
         }
 
         let (groups, reason) = self.groups_for_tick().await?;
         let jobs: Vec<RefreshJob> = groups.iter().map(|&g| RefreshJob::new(g, reason)).collect();
         let s = &self.settings;
-        let report = self.queue.enqueue(&jobs, s.enqueue_chunk, s.max_backlog, s.backlog_wait).await?;
+        let report = self
+            .queue
+            .enqueue_while(&jobs, s.enqueue_chunk, s.max_backlog, s.backlog_wait, || self.still_leads(token))
+            .await?;
         if report.deferred > 0 {
-            tracing::warn!(tick = %id, deferred = report.deferred, "queue backlog did not drain in time; the rest waits for the next tick");
+            tracing::warn!(tick = %id, deferred = report.deferred, "not every group was enqueued (backlog did not drain, or the lease was lost); the next tick takes them");
+        } else if reason == Reason::Dirty {
+            redis::cmd("DEL").arg(keys.dirty_claimed()).query_async::<()>(&mut conn).await?;
         }
 
         let last = LastTick {
@@ -93,18 +190,27 @@ impl Producer {
             .ignore()
             .query_async::<()>(&mut conn)
             .await?;
-        tracing::info!(tick = %id, groups = report.pushed, "tick enqueued");
+        tracing::info!(tick = %id, groups = report.pushed, ?reason, "tick enqueued");
         Ok(TickOutcome::Enqueued { pushed: report.pushed, deferred: report.deferred })
     }
 
-    /// The groups this tick refreshes: all of them, or the dirty ones between full sweeps.
+    /// Whether the lease in Redis still carries `token`: checked before every enqueued chunk.
+    async fn still_leads(&self, token: Token) -> bool {
+        let mut conn = self.cache.connection();
+        let lease: Option<String> =
+            redis::cmd("GET").arg(self.cache.keys().leader()).query_async(&mut conn).await.unwrap_or(None);
+        lease.and_then(|l| l.split('|').next().and_then(|t| t.parse::<Token>().ok())) == Some(token)
+    }
+
+    /// The groups this tick refreshes: all of them, or the dirty ones between full sweeps. A full
+    /// sweep also runs whenever the cache is empty (first start, or Redis lost its data).
     async fn groups_for_tick(&self) -> anyhow::Result<(Vec<GroupId>, Reason)> {
-        let seen = self.ticks_seen.fetch_add(1, Ordering::Relaxed);
+        let led = self.ticks_led.fetch_add(1, Ordering::Relaxed);
         let sweep = match self.settings.mode {
             ProducerMode::All => true,
             ProducerMode::Dirty => {
                 let every = u64::from(self.settings.sweep_every);
-                every > 0 && seen % every == 0
+                (every > 0 && led % every == 0) || self.cache_is_empty().await?
             }
         };
         if sweep {
@@ -112,6 +218,12 @@ impl Producer {
         } else {
             Ok((self.claim_dirty().await?, Reason::Dirty))
         }
+    }
+
+    async fn cache_is_empty(&self) -> anyhow::Result<bool> {
+        let mut conn = self.cache.connection();
+        let cached: u64 = redis::cmd("ZCARD").arg(self.cache.keys().index()).query_async(&mut conn).await?;
+        Ok(cached == 0)
     }
 
     /// Every group in the source, plus every cached group that is no longer in the source: the
@@ -130,22 +242,12 @@ impl Producer {
         Ok(groups)
     }
 
-    /// Takes the dirty set atomically: it is renamed away before it is read, so a mark added
-    /// meanwhile lands in a fresh set and is taken next tick.
+    /// Takes the dirty set (see `claim_dirty.lua`); marks that are not group ids are dropped with
+    /// a warning.
     async fn claim_dirty(&self) -> anyhow::Result<Vec<GroupId>> {
         let keys = self.cache.keys();
-        let claimed = format!("{}:claimed", keys.dirty());
         let mut conn = self.cache.connection();
-        let moved: Result<(), redis::RedisError> =
-            redis::cmd("RENAME").arg(keys.dirty()).arg(&claimed).query_async(&mut conn).await;
-        if let Err(e) = moved {
-            // "no such key": nothing is dirty.
-            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) {
-                return Ok(Vec::new());
-            }
-            return Err(e.into());
-        }
-        let raw: Vec<String> = redis::cmd("SMEMBERS").arg(&claimed).query_async(&mut conn).await?;
+        let raw: Vec<String> = CLAIM_DIRTY.key(keys.dirty()).key(keys.dirty_claimed()).invoke_async(&mut conn).await?;
         let mut groups = Vec::with_capacity(raw.len());
         for member in raw {
             match ranq_core::parse_group_id(&member) {
@@ -153,7 +255,6 @@ impl Producer {
                 Err(e) => tracing::warn!(%e, "ignoring a dirty mark that is not a group id"),
             }
         }
-        redis::cmd("DEL").arg(&claimed).query_async::<()>(&mut conn).await?;
         Ok(groups)
     }
 }

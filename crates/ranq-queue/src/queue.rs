@@ -101,11 +101,28 @@ impl Queue {
         max_backlog: usize,
         wait: Duration,
     ) -> Result<EnqueueReport, QueueError> {
+        self.enqueue_while(jobs, chunk, max_backlog, wait, || std::future::ready(true)).await
+    }
+
+    /// [`Queue::enqueue`], asking `allowed` before every chunk; when it says no, the rest is
+    /// reported as deferred. The producer uses it to stop the moment it loses its lease.
+    pub async fn enqueue_while<F, Fut>(
+        &self,
+        jobs: &[RefreshJob],
+        chunk: usize,
+        max_backlog: usize,
+        wait: Duration,
+        mut allowed: F,
+    ) -> Result<EnqueueReport, QueueError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
         let deadline = tokio::time::Instant::now() + wait;
         let mut report = EnqueueReport::default();
         let mut storage = self.storage.clone();
         for part in jobs.chunks(chunk.max(1)) {
-            if !self.wait_for_room(part.len(), max_backlog, deadline).await? {
+            if !self.wait_for_room(part.len(), max_backlog, deadline).await? || !allowed().await {
                 report.deferred = jobs.len() - report.pushed;
                 break;
             }

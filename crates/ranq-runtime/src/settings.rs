@@ -58,6 +58,9 @@ pub struct ProducerSettings {
     pub schedule: String,
     pub mode: ProducerMode,
     pub sweep_every: u32,
+    /// Lifetime of the leader lease: a standby takes over at most this long after the leader dies.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
     /// Jobs pushed per queue round trip.
     pub enqueue_chunk: usize,
     /// Most jobs allowed to wait in the queue before the producer holds back (apalis-redis fails
@@ -114,6 +117,7 @@ impl Default for Settings {
                 schedule: "0 * * * * *".into(),
                 mode: ProducerMode::All,
                 sweep_every: 10,
+                lease_ttl: Duration::from_secs(10),
                 enqueue_chunk: 1_000,
                 max_backlog: 4_000,
                 backlog_wait: Duration::from_secs(20),

@@ -75,10 +75,10 @@ pub async fn status(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode
     let q = queue.stats().await?;
     let ticks = ranq_producer::read_tick_counters(&mut conn, &keys).await?;
     let last_tick = ranq_producer::read_last_tick(&mut conn, &keys).await?;
+    let leader = ranq_producer::read_leader(&mut conn, &keys).await?;
     let f = cache.freshness_counts(&ctx.settings.read.freshness(), chrono::Utc::now()).await?;
     let status = json!({
-        // Leader election arrives with the producer lease; until then no producer holds one.
-        "leader": null,
+        "leader": leader,
         "last_tick": last_tick,
         "ticks": ticks,
         "queue": { "pending": q.pending, "running": q.running, "dead": q.dead },
@@ -90,6 +90,13 @@ pub async fn status(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     }
     println!("namespace    {}", keys.namespace());
+    match &leader {
+        Some(l) => println!(
+            "leader       {} (since {}, lease expires in {} ms, token {})",
+            l.id, l.since, l.lease_expires_in_ms, l.token
+        ),
+        None => println!("leader       none (no producer holds the lease)"),
+    }
     match &last_tick {
         Some(t) => {
             println!("last tick    {} ({} groups enqueued at {}, {} deferred)", t.id, t.groups, t.at, t.deferred)

@@ -1,0 +1,21 @@
+-- Acquire or renew the producer leader lease.
+--
+-- KEYS[1]  <ns>:{producer}:leader        value "<token>|<holder>|<since ms>"
+-- KEYS[2]  <ns>:{producer}:leader_token  fencing-token counter
+-- ARGV[1]  holder id (unique per process start)
+-- ARGV[2]  lease time-to-live in milliseconds
+-- ARGV[3]  now, in milliseconds since the epoch
+--
+-- Returns {token, 1} when newly acquired, {token, 0} when renewed, {0, 0} when another holds it.
+local current = redis.call('GET', KEYS[1])
+if current then
+    local token, holder = string.match(current, '^(%d+)|([^|]*)|')
+    if holder == ARGV[1] then
+        redis.call('PEXPIRE', KEYS[1], ARGV[2])
+        return {tonumber(token), 0}
+    end
+    return {0, 0}
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. '|' .. ARGV[1] .. '|' .. ARGV[3], 'PX', ARGV[2])
+return {token, 1}
