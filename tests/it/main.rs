@@ -6,8 +6,10 @@
 mod architecture;
 mod cli;
 mod config;
+mod failover;
 mod fence;
 mod fleet;
 mod http;
 mod producer;
+mod queue;
 mod refresh;

@@ -76,7 +76,7 @@ async fn concurrent_requests_are_batched_and_each_gets_its_groups_outcome() {
     env.seed(50, 20).await;
     let (source, cache) = (env.source().await, env.cache().await);
     let options = BatcherOptions { batch_size: 16, batch_wait: Duration::from_millis(20) };
-    let (batcher, task) = Batcher::spawn(Refresher::new(source.clone(), cache.clone()), options);
+    let (batcher, task) = Batcher::spawn(Refresher::new(source.clone(), cache.clone()), options, None);
 
     let handles: Vec<_> = (1..=50)
         .chain([404])

@@ -3,7 +3,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use apalis::prelude::TaskSink;
+use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_redis::{Config, RedisStorage};
 use ranq_core::{Keys, RefreshJob};
 use redis::aio::ConnectionManager;
@@ -14,6 +14,15 @@ pub enum QueueError {
     Redis(#[from] redis::RedisError),
     #[error("queue push failed: {0}")]
     Push(String),
+}
+
+/// How long a group's pending flag lives at most (normally it is cleared when its job starts).
+const PENDING_FLAG_TTL: Duration = Duration::from_secs(300);
+
+/// The idempotency key of a group's refresh job. apalis-redis refuses a push whose key is
+/// already taken, so this is what makes at most one refresh per group pending.
+fn pending_key(group: ranq_core::GroupId) -> String {
+    format!("g{group}")
 }
 
 /// Queue tuning shared by producers and workers.
@@ -34,6 +43,8 @@ impl Default for QueueOptions {
 /// What one bounded enqueue did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EnqueueReport {
+    /// Jobs handed to the queue. A job for a group that already has one pending is coalesced
+    /// into it by the queue, so this may exceed the jobs actually added.
     pub pushed: usize,
     /// Jobs not pushed because the backlog did not drain in time (they are for the next tick).
     pub deferred: usize,
@@ -77,7 +88,10 @@ impl Queue {
             // (`null`) and `vacuum_done` removes them with the job.
             .persist_results(true)
             // Nobody listens to per-job pub/sub events; publishing them costs Redis CPU per job.
-            .emit_events(false);
+            .emit_events(false)
+            // The pending flag of a group (see `coalescing`) expires by itself after this long,
+            // should its job ever vanish without running.
+            .idempotency_ttl(Some(PENDING_FLAG_TTL));
         let storage = RedisStorage::new(conn.clone()).with_config(config.clone());
         Self { storage, conn, config }
     }
@@ -126,7 +140,9 @@ impl Queue {
                 report.deferred = jobs.len() - report.pushed;
                 break;
             }
-            storage.push_bulk(part.to_vec()).await.map_err(|e| QueueError::Push(e.to_string()))?;
+            let tasks: Vec<_> =
+                part.iter().map(|job| TaskBuilder::new(*job).idempotency_key(pending_key(job.group)).build()).collect();
+            storage.push_all(futures::stream::iter(tasks)).await.map_err(|e| QueueError::Push(e.to_string()))?;
             report.pushed += part.len();
         }
         Ok(report)
@@ -191,6 +207,22 @@ impl Queue {
         let dead = counts.get(2).copied().unwrap_or(0);
         let running = counts.iter().skip(3).sum();
         Ok(QueueStats { pending, running, dead, workers_alive: workers.len() as u64 })
+    }
+}
+
+impl Queue {
+    /// Clears the pending flags of `groups` as their jobs start running, so that a mark arriving
+    /// from now on enqueues exactly one more refresh after this one (coalescing: at most one
+    /// pending and one running refresh per group).
+    pub async fn clear_pending(&self, groups: &[ranq_core::GroupId]) -> Result<(), QueueError> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let prefix = self.config.idempotency_key_set();
+        let keys: Vec<String> = groups.iter().map(|&g| format!("{prefix}:{}", pending_key(g))).collect();
+        let mut conn = self.conn.clone();
+        redis::cmd("DEL").arg(keys).query_async::<()>(&mut conn).await?;
+        Ok(())
     }
 }
 

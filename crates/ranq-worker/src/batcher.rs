@@ -9,6 +9,7 @@ use std::time::Duration;
 use ranq_cache::{Cache, Outcome, Write};
 use ranq_core::{GroupId, Snapshot};
 use ranq_db::Source;
+use ranq_queue::Queue;
 use tokio::sync::{mpsc, oneshot};
 
 /// Why a batch failed; every job in it is retried by the queue.
@@ -86,11 +87,17 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the batching task. It ends, after flushing, once every [`Batcher`] clone is gone.
-    pub fn spawn(refresher: Refresher, options: BatcherOptions) -> (Self, tokio::task::JoinHandle<()>) {
+    /// With a `queue`, each batch clears its groups' pending flags as it starts (coalescing).
+    pub fn spawn(
+        refresher: Refresher,
+        options: BatcherOptions,
+        queue: Option<Queue>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let size = options.batch_size.max(1);
         let (tx, rx) = mpsc::channel(size * 4);
         let totals = Arc::new(Totals::default());
-        let task = tokio::spawn(run_batches(rx, refresher, size, options.batch_wait, totals.clone()));
+        let flusher = Flusher { refresher, queue, totals: totals.clone() };
+        let task = tokio::spawn(run_batches(rx, flusher, size, options.batch_wait));
         (Self { tx, totals }, task)
     }
 
@@ -106,13 +113,14 @@ impl Batcher {
     }
 }
 
-async fn run_batches(
-    mut rx: mpsc::Receiver<Request>,
+/// What a flush needs.
+struct Flusher {
     refresher: Refresher,
-    size: usize,
-    wait: Duration,
+    queue: Option<Queue>,
     totals: Arc<Totals>,
-) {
+}
+
+async fn run_batches(mut rx: mpsc::Receiver<Request>, flusher: Flusher, size: usize, wait: Duration) {
     let mut batch: Vec<Request> = Vec::with_capacity(size);
     // The first request of a batch is awaited without a deadline; the rest for at most `wait`.
     while let Some(first) = rx.recv().await {
@@ -124,38 +132,52 @@ async fn run_batches(
                 Ok(None) | Err(_) => break,
             }
         }
-        flush(&refresher, &mut batch, &totals).await;
+        flusher.flush(&mut batch).await;
     }
 }
 
-async fn flush(refresher: &Refresher, batch: &mut Vec<Request>, totals: &Totals) {
-    let groups: Vec<GroupId> = batch.iter().map(|r| r.group).collect();
-    let started = std::time::Instant::now();
-    let result = refresher.refresh(&groups).await;
-    totals.batches.fetch_add(1, Ordering::Relaxed);
-    match &result {
-        Ok(outcomes) => {
-            for outcome in outcomes.values() {
-                let counter = match outcome {
-                    Outcome::Written => &totals.written,
-                    Outcome::Fenced => &totals.fenced,
-                    Outcome::Deleted => &totals.deleted,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
+impl Flusher {
+    async fn flush(&self, batch: &mut Vec<Request>) {
+        let groups: Vec<GroupId> = batch.iter().map(|r| r.group).collect();
+        let totals = &self.totals;
+        if let Some(queue) = &self.queue
+            && let Err(error) = queue.clear_pending(&groups).await
+        {
+            // The flags expire by themselves; until then further marks for these groups coalesce.
+            tracing::warn!(%error, "could not clear pending flags");
+        }
+        let started = std::time::Instant::now();
+        let result = self.refresher.refresh(&groups).await;
+        totals.batches.fetch_add(1, Ordering::Relaxed);
+        match &result {
+            Ok(outcomes) => {
+                for outcome in outcomes.values() {
+                    let counter = match outcome {
+                        Outcome::Written => &totals.written,
+                        Outcome::Fenced => &totals.fenced,
+                        Outcome::Deleted => &totals.deleted,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::debug!(
+                    groups = groups.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "batch refreshed"
+                );
             }
-            tracing::debug!(
-                groups = groups.len(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "batch refreshed"
-            );
+            Err(error) => {
+                totals.failed.fetch_add(groups.len() as u64, Ordering::Relaxed);
+                tracing::warn!(groups = groups.len(), %error, "batch failed; its jobs will be retried");
+            }
         }
-        Err(error) => {
-            totals.failed.fetch_add(groups.len() as u64, Ordering::Relaxed);
-            tracing::warn!(groups = groups.len(), %error, "batch failed; its jobs will be retried");
-        }
+        answer(batch, &result);
     }
+}
+
+/// Tells every waiting handler its group's outcome.
+fn answer(batch: &mut Vec<Request>, result: &Result<HashMap<GroupId, Outcome>, BatchError>) {
     for request in batch.drain(..) {
-        let answer = match &result {
+        let answer = match result {
             Ok(outcomes) => outcomes
                 .get(&request.group)
                 .copied()

@@ -34,6 +34,7 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
     let (batcher, batcher_task) = Batcher::spawn(
         Refresher::new(source, cache),
         BatcherOptions { batch_size: ws.batch_size, batch_wait: ws.batch_wait },
+        Some(queue.clone()),
     );
 
     let name = worker_name("worker");

@@ -1,0 +1,125 @@
+//! Producers as real processes (CONTRACT §7): with two running, each tick is enqueued once; when
+//! the leader is SIGKILLed the standby takes over within the lease, and no dirty mark is lost.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use ranq_tests::{Dialect, Proc, TestEnv, eventually};
+use serde_json::Value;
+
+const LEASE_TTL: &str = "3s";
+
+fn start_producer(env: &TestEnv, name: &str, mode: &str) -> Proc {
+    let mut cmd = env.ranq();
+    cmd.args(["producer", "--schedule", "* * * * * *", "--mode", mode, "--sweep-every", "0"]);
+    cmd.env("RANQ_PRODUCER__LEASE_TTL", LEASE_TTL);
+    Proc::spawn(name, cmd)
+}
+
+fn status(env: &TestEnv) -> Value {
+    let out = env.ranq().args(["status", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The leader's holder id is `producer-<host>-<pid>-<start ms>`.
+fn leader_pid(leader: &Value) -> i32 {
+    let id = leader["id"].as_str().unwrap();
+    id.rsplit('-').nth(1).unwrap().parse().unwrap()
+}
+
+async fn current_leader(env: &TestEnv) -> Value {
+    eventually(Duration::from_secs(10), "a producer leads", || async {
+        let leader = status(env)["leader"].clone();
+        (!leader.is_null()).then_some(leader)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_producers_enqueue_each_tick_once_and_a_standby_takes_over_from_a_killed_leader() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    env.seed(20, 2).await;
+    let started = Instant::now();
+    let mut producers = [start_producer(&env, "producer-1", "all"), start_producer(&env, "producer-2", "all")];
+    let first = current_leader(&env).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    kill(Pid::from_raw(leader_pid(&first)), Signal::SIGKILL).unwrap();
+    let second = eventually(Duration::from_secs(10), "the standby takes over", || async {
+        let leader = status(&env)["leader"].clone();
+        (!leader.is_null() && leader["id"] != first["id"]).then_some(leader)
+    })
+    .await;
+    assert!(second["token"].as_u64() > first["token"].as_u64(), "{first} then {second}");
+    // The new leader enqueues: the last tick moves on.
+    let tick_after_takeover = status(&env)["last_tick"]["id"].clone();
+    eventually(Duration::from_secs(5), "the new leader enqueues ticks", || async {
+        (status(&env)["last_tick"]["id"] != tick_after_takeover).then_some(())
+    })
+    .await;
+
+    let now = status(&env);
+    let elapsed_slots = started.elapsed().as_secs() + 1;
+    let enqueued = now["ticks"]["enqueued"].as_u64().unwrap();
+    assert!(enqueued <= elapsed_slots, "{enqueued} ticks enqueued in {elapsed_slots} one-second slots: {now}");
+    assert!(
+        now["ticks"]["missed"].as_u64().unwrap() >= 1,
+        "the ticks between the kill and the takeover are missed: {now}"
+    );
+    let cache = env.cache().await;
+    let mut conn = cache.connection();
+    let claims: Vec<String> =
+        redis::cmd("KEYS").arg(cache.keys().tick_claim("*")).query_async(&mut conn).await.unwrap();
+    assert_eq!(claims.len() as u64, enqueued, "every enqueued tick was claimed exactly once");
+
+    for p in &mut producers {
+        if p.is_running() {
+            assert!(p.terminate(Duration::from_secs(15)).success(), "{} did not stop cleanly", p.name);
+        }
+    }
+    assert!(status(&env)["leader"].is_null(), "SIGTERM releases the lease");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_dirty_mark_is_lost_when_the_leader_is_killed_while_marks_arrive() {
+    const GROUPS: i64 = 2_000;
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(GROUPS as u32, 3).await;
+    let mut worker = {
+        let mut cmd = env.ranq();
+        cmd.arg("worker");
+        Proc::spawn("worker", cmd)
+    };
+    let _producers = [start_producer(&env, "producer-1", "dirty"), start_producer(&env, "producer-2", "dirty")];
+    let cache = env.cache().await;
+    // The first leader finds the cache empty and sweeps every group.
+    eventually(Duration::from_secs(30), "the initial sweep fills the cache", || async {
+        (cache.cached_groups().await.ok()?.len() == GROUPS as usize).then_some(())
+    })
+    .await;
+    let first = current_leader(&env).await;
+
+    // Mark every group one by one, each after noting when; kill the leader half-way.
+    let mut marked_at = Vec::with_capacity(GROUPS as usize);
+    let mut conn = cache.connection();
+    for group in 1..=GROUPS {
+        marked_at.push(chrono::Utc::now().timestamp_micros());
+        redis::cmd("SADD").arg(cache.keys().dirty()).arg(group).query_async::<()>(&mut conn).await.unwrap();
+        if group == GROUPS / 2 {
+            kill(Pid::from_raw(leader_pid(&first)), Signal::SIGKILL).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+
+    let groups: Vec<i64> = (1..=GROUPS).collect();
+    eventually(Duration::from_secs(40), "every marked group refreshed after its mark", || async {
+        let versions = cache.fence_versions(&groups).await.ok()?;
+        versions.iter().zip(&marked_at).all(|(v, at)| v.is_some_and(|v| v > *at)).then_some(())
+    })
+    .await;
+    assert!(worker.is_running(), "the worker survived");
+    env.cleanup().await;
+}
