@@ -29,9 +29,9 @@ async fn only_the_leader_enqueues_and_each_tick_is_enqueued_once() {
     env.seed(25, 3).await;
     let (a, queue) = producer(&env, ProducerMode::All, "a").await;
     let (b, _) = producer(&env, ProducerMode::All, "b").await;
-    assert_eq!(a.keep_lease().await.unwrap(), LeaseState::Acquired(1));
+    let LeaseState::Acquired(first) = a.keep_lease().await.unwrap() else { panic!("a leads") };
     assert_eq!(b.keep_lease().await.unwrap(), LeaseState::Standby);
-    assert_eq!(a.keep_lease().await.unwrap(), LeaseState::Renewed(1));
+    assert_eq!(a.keep_lease().await.unwrap(), LeaseState::Renewed(first));
 
     let at = minute(1, 2);
     assert_eq!(a.tick(at).await.unwrap(), TickOutcome::Enqueued { pushed: 25, deferred: 0 });
@@ -42,7 +42,7 @@ async fn only_the_leader_enqueues_and_each_tick_is_enqueued_once() {
     // The leader stops (SIGTERM releases the lease): the standby takes over at its next round,
     // and a tick the old leader already enqueued is not enqueued again.
     a.release().await.unwrap();
-    assert_eq!(b.keep_lease().await.unwrap(), LeaseState::Acquired(2));
+    assert_eq!(b.keep_lease().await.unwrap(), LeaseState::Acquired(first + 1));
     assert_eq!(b.tick(at).await.unwrap(), TickOutcome::Duplicate);
     assert_eq!(b.tick(minute(1, 3)).await.unwrap(), TickOutcome::Enqueued { pushed: 25, deferred: 0 });
 
@@ -53,7 +53,7 @@ async fn only_the_leader_enqueues_and_each_tick_is_enqueued_once() {
     let last = read_last_tick(&mut conn, cache.keys()).await.unwrap().unwrap();
     assert_eq!((last.id.as_str(), last.groups), ("2026-11-25T01:03:00Z", 25));
     let leader = read_leader(&mut conn, cache.keys()).await.unwrap().unwrap();
-    assert_eq!((leader.id.as_str(), leader.token), ("b", 2));
+    assert_eq!((leader.id.as_str(), leader.token), ("b", first + 1));
     assert!(leader.lease_expires_in_ms > 0 && leader.lease_expires_in_ms <= 10_000);
     env.cleanup().await;
 }
@@ -64,17 +64,34 @@ async fn a_deposed_leader_cannot_enqueue_even_before_it_notices() {
     env.seed(5, 3).await;
     let (a, queue) = producer(&env, ProducerMode::All, "a").await;
     let (b, _) = producer(&env, ProducerMode::All, "b").await;
-    a.keep_lease().await.unwrap();
+    let LeaseState::Acquired(old) = a.keep_lease().await.unwrap() else { panic!("a leads") };
     // a's lease lapses in Redis (say a was paused) and b takes over; a still believes it leads.
     let cache = env.cache().await;
     let mut conn = cache.connection();
     redis::cmd("DEL").arg(cache.keys().leader()).query_async::<()>(&mut conn).await.unwrap();
-    assert_eq!(b.keep_lease().await.unwrap(), LeaseState::Acquired(2));
+    assert_eq!(b.keep_lease().await.unwrap(), LeaseState::Acquired(old + 1));
     assert!(a.token().is_some(), "a has not renewed yet");
 
     assert_eq!(a.tick(minute(1, 2)).await.unwrap(), TickOutcome::Standby, "the claim is fenced by a's old token");
     assert_eq!(a.token(), None);
     assert_eq!(queue.stats().await.unwrap().pending, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn fencing_tokens_keep_rising_after_redis_loses_its_data() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let (a, _) = producer(&env, ProducerMode::All, "a").await;
+    let (b, _) = producer(&env, ProducerMode::All, "b").await;
+    let LeaseState::Acquired(before) = a.keep_lease().await.unwrap() else { panic!("a leads") };
+    let cache = env.cache().await;
+    let mut conn = cache.connection();
+    for key in [cache.keys().leader(), cache.keys().leader_token()] {
+        redis::cmd("DEL").arg(key).query_async::<()>(&mut conn).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let LeaseState::Acquired(after) = b.keep_lease().await.unwrap() else { panic!("b leads") };
+    assert!(after > before, "token {after} after the loss must exceed {before}");
     env.cleanup().await;
 }
 

@@ -17,5 +17,12 @@ if current then
     return {0, 0}
 end
 local token = redis.call('INCR', KEYS[2])
+if token == 1 then
+    -- A fresh counter (new namespace, or Redis lost its data): start from the server's clock in
+    -- milliseconds, so tokens stay above any a paused ex-leader may still hold from before.
+    local now = redis.call('TIME')
+    token = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+    redis.call('SET', KEYS[2], token)
+end
 redis.call('SET', KEYS[1], token .. '|' .. ARGV[1] .. '|' .. ARGV[3], 'PX', ARGV[2])
 return {token, 1}
