@@ -36,15 +36,25 @@ async fn a_fleet_keeps_every_group_equal_to_the_sql_truth() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
 
+    let (producer_metrics, worker_metrics) = (free_port(), free_port());
     let mut producer = {
         let mut cmd = env.ranq();
-        cmd.args(["producer", "--schedule", "*/2 * * * * *"]);
+        cmd.args([
+            "producer",
+            "--schedule",
+            "*/2 * * * * *",
+            "--metrics-listen",
+            &format!("127.0.0.1:{producer_metrics}"),
+        ]);
         Proc::spawn("producer", cmd)
     };
     let mut workers: Vec<Proc> = (1..=2)
         .map(|i| {
             let mut cmd = env.ranq();
             cmd.args(["worker", "--batch-size", "32"]);
+            if i == 1 {
+                cmd.args(["--metrics-listen", &format!("127.0.0.1:{worker_metrics}")]);
+            }
             Proc::spawn(&format!("worker-{i}"), cmd)
         })
         .collect();
@@ -83,6 +93,21 @@ async fn a_fleet_keeps_every_group_equal_to_the_sql_truth() {
     assert!(status["ticks"]["enqueued"].as_u64().unwrap() >= 2, "{status}");
     for field in ["pending", "running", "dead"] {
         assert!(status["queue"][field].is_u64(), "{status}");
+    }
+
+    // Producer and worker metrics (CONTRACT §6).
+    let text = |port: u16| {
+        let http = http.clone();
+        async move { http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap().text().await.unwrap() }
+    };
+    let producer_text = text(producer_metrics).await;
+    assert!(producer_text.contains(r#"ranq_ticks_total{outcome="enqueued"}"#), "{producer_text}");
+    assert!(producer_text.contains("ranq_jobs_enqueued_total"), "{producer_text}");
+    let worker_text = text(worker_metrics).await;
+    for needle in
+        [r#"ranq_refreshes_total{outcome="written"}"#, "ranq_refresh_batch_size_bucket", "ranq_refresh_seconds_bucket"]
+    {
+        assert!(worker_text.contains(needle), "{needle} missing: {worker_text}");
     }
 
     // SIGTERM: every process drains and exits 0.

@@ -128,6 +128,9 @@ pub struct ProducerArgs {
     /// In dirty mode, a full sweep every N ticks (0 = never) [default: 10].
     #[arg(long, value_name = "N")]
     pub sweep_every: Option<u32>,
+    /// Serve Prometheus metrics at ADDR (e.g. 0.0.0.0:9108) [default: off].
+    #[arg(long, value_name = "ADDR", env = "RANQ_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +144,9 @@ pub struct WorkerArgs {
     /// Longest wait for a batch to fill [default: 5ms].
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub batch_wait: Option<Duration>,
+    /// Serve Prometheus metrics at ADDR (e.g. 0.0.0.0:9108) [default: off].
+    #[arg(long, value_name = "ADDR", env = "RANQ_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]

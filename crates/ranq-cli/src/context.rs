@@ -33,11 +33,13 @@ impl Context {
                 o.set("producer", "schedule", a.schedule.clone());
                 o.set("producer", "mode", a.mode.map(ranq_runtime::ProducerMode::from));
                 o.set("producer", "sweep_every", a.sweep_every);
+                o.metrics_listen.clone_from(&a.metrics_listen);
             }
             Command::Worker(a) => {
                 o.set("worker", "concurrency", a.concurrency);
                 o.set("worker", "batch_size", a.batch_size);
                 o.set("worker", "batch_wait", a.batch_wait.map(|d| humantime::format_duration(d).to_string()));
+                o.metrics_listen.clone_from(&a.metrics_listen);
             }
             Command::Serve(a) => o.set("read", "listen", a.listen.clone()),
             _ => {}

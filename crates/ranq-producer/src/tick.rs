@@ -124,6 +124,7 @@ impl Producer {
             self.schedule.after(&last.with_timezone(&Utc)).take(MISSED_SCAN_LIMIT).take_while(|t| *t < horizon).count()
                 as u64;
         if missed > 0 {
+            metrics::counter!("ranq_ticks_total", "outcome" => "missed").increment(missed);
             redis::cmd("HINCRBY").arg(keys.ticks()).arg(MISSED).arg(missed).query_async::<()>(&mut conn).await?;
         }
         Ok(missed)
@@ -147,6 +148,7 @@ impl Producer {
         match claimed {
             1 => {}
             0 => {
+                metrics::counter!("ranq_ticks_total", "outcome" => "duplicate").increment(1);
                 tracing::debug!(tick = %id, "tick already claimed");
                 return Ok(TickOutcome::Duplicate);
             }
@@ -190,6 +192,8 @@ impl Producer {
             .ignore()
             .query_async::<()>(&mut conn)
             .await?;
+        metrics::counter!("ranq_ticks_total", "outcome" => "enqueued").increment(1);
+        metrics::counter!("ranq_jobs_enqueued_total").increment(report.pushed as u64);
         tracing::info!(tick = %id, groups = report.pushed, ?reason, "tick enqueued");
         Ok(TickOutcome::Enqueued { pushed: report.pushed, deferred: report.deferred })
     }

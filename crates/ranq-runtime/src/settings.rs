@@ -28,6 +28,9 @@ pub struct Settings {
     /// How long a process may take to drain after SIGTERM/SIGINT.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Where `producer` and `worker` serve Prometheus metrics (`serve` has its own `/metrics`);
+    /// unset: not served.
+    pub metrics_listen: Option<String>,
     pub producer: ProducerSettings,
     pub worker: WorkerSettings,
     pub read: ReadSettings,
@@ -113,6 +116,7 @@ impl Default for Settings {
             namespace: "ranq".into(),
             log_format: None,
             shutdown_timeout: Duration::from_secs(30),
+            metrics_listen: None,
             producer: ProducerSettings {
                 schedule: "0 * * * * *".into(),
                 mode: ProducerMode::All,
@@ -159,6 +163,8 @@ pub struct Overrides {
     pub namespace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
     /// Per-command flags, as `section.key` → value (e.g. `producer.schedule`).
     #[serde(flatten)]
     pub sections: std::collections::BTreeMap<String, figment::value::Dict>,

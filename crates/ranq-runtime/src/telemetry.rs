@@ -18,3 +18,24 @@ pub fn init(format: Option<LogFormat>) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
+
+/// Histogram buckets per metric: batch sizes up to the largest sensible batch, durations from a
+/// millisecond to a minute.
+const BUCKETS: &[(&str, &[f64])] = &[
+    ("ranq_refresh_batch_size", &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
+    (
+        "ranq_refresh_seconds",
+        &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+    ),
+];
+
+/// Serves the process's metrics as Prometheus text at `http://<addr>/metrics` (any path answers)
+/// and makes this process's `metrics::*!` calls record into it.
+pub fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let mut builder = PrometheusBuilder::new().with_http_listener(addr);
+    for (name, buckets) in BUCKETS {
+        builder = builder.set_buckets_for_metric(Matcher::Full((*name).into()), buckets).map_err(|e| e.to_string())?;
+    }
+    builder.install().map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
+}

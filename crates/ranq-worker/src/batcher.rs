@@ -149,6 +149,8 @@ impl Flusher {
         let started = std::time::Instant::now();
         let result = self.refresher.refresh(&groups).await;
         totals.batches.fetch_add(1, Ordering::Relaxed);
+        metrics::histogram!("ranq_refresh_batch_size").record(groups.len() as f64);
+        metrics::histogram!("ranq_refresh_seconds").record(started.elapsed().as_secs_f64());
         match &result {
             Ok(outcomes) => {
                 for outcome in outcomes.values() {
@@ -158,6 +160,7 @@ impl Flusher {
                         Outcome::Deleted => &totals.deleted,
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("ranq_refreshes_total", "outcome" => outcome.as_str()).increment(1);
                 }
                 tracing::debug!(
                     groups = groups.len(),
@@ -167,6 +170,7 @@ impl Flusher {
             }
             Err(error) => {
                 totals.failed.fetch_add(groups.len() as u64, Ordering::Relaxed);
+                metrics::counter!("ranq_refreshes_total", "outcome" => "failed").increment(groups.len() as u64);
                 tracing::warn!(groups = groups.len(), %error, "batch failed; its jobs will be retried");
             }
         }

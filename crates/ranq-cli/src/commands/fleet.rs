@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use ranq_runtime::Shutdown;
 
-use crate::context::Context;
+use crate::context::{Context, UsageError};
 
 fn shutdown_on_signals() -> Shutdown {
     let shutdown = Shutdown::new();
@@ -13,7 +13,19 @@ fn shutdown_on_signals() -> Shutdown {
     shutdown
 }
 
+/// Starts the Prometheus endpoint when `metrics_listen` is set.
+fn serve_metrics(ctx: &Context) -> anyhow::Result<()> {
+    let Some(listen) = &ctx.settings.metrics_listen else { return Ok(()) };
+    let addr = listen
+        .parse()
+        .map_err(|_| UsageError(format!("metrics_listen {listen:?} is not an address like 127.0.0.1:9108")))?;
+    ranq_runtime::telemetry::serve_metrics(addr).map_err(anyhow::Error::msg)?;
+    tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    Ok(())
+}
+
 pub async fn producer(ctx: &Context) -> anyhow::Result<ExitCode> {
+    serve_metrics(ctx)?;
     let source = ctx.source(2).await?;
     let cache = ctx.cache().await?;
     ranq_producer::run(&ctx.settings, source.clone(), cache, shutdown_on_signals()).await?;
@@ -22,6 +34,7 @@ pub async fn producer(ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn worker(ctx: &Context) -> anyhow::Result<ExitCode> {
+    serve_metrics(ctx)?;
     let source = ctx.source(ctx.settings.worker.db_pool).await?;
     let cache = ctx.cache().await?;
     ranq_worker::run(&ctx.settings, source.clone(), cache, shutdown_on_signals()).await?;
