@@ -123,3 +123,33 @@ async fn no_dirty_mark_is_lost_when_the_leader_is_killed_while_marks_arrive() {
     assert!(worker.is_running(), "the worker survived");
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_rebuilds_the_cache_after_redis_loses_the_namespace() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(300, 5).await;
+    let mut worker = {
+        let mut cmd = env.ranq();
+        cmd.arg("worker");
+        Proc::spawn("worker", cmd)
+    };
+    let mut producer = start_producer(&env, "producer", "dirty");
+    let cache = env.cache().await;
+    let full = || async { (cache.cached_groups().await.ok()?.len() == 300).then_some(()) };
+    eventually(Duration::from_secs(30), "the first sweep fills the cache", full).await;
+
+    // Everything under the namespace vanishes: snapshots, queue, lease, worker registrations.
+    let mut conn = cache.connection();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(cache.keys().all_pattern()).query_async(&mut conn).await.unwrap();
+    redis::cmd("DEL").arg(&keys).query_async::<()>(&mut conn).await.unwrap();
+
+    eventually(Duration::from_secs(30), "the cache is rebuilt without a restart", full).await;
+    cache.mark_dirty(&[42]).await.unwrap();
+    let marked = chrono::Utc::now().timestamp_micros();
+    eventually(Duration::from_secs(15), "dirty marks work again", || async {
+        cache.fence_versions(&[42]).await.ok()?[0].filter(|v| *v > marked)
+    })
+    .await;
+    assert!(worker.is_running() && producer.is_running(), "no process had to be restarted");
+    env.cleanup().await;
+}

@@ -182,3 +182,37 @@ async fn serve_reads_its_freshness_ages_from_the_environment() {
     assert_eq!(status_of(3).await, Some((404, "MISS".into())));
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_thousand_group_tick_goes_through_without_losing_a_worker() {
+    // apalis-redis 1.0 kills every worker when ~8,000 jobs fall due at once; the producer's
+    // chunked, backpressured enqueue must keep a 10k tick well below that.
+    const GROUPS: usize = 10_000;
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(GROUPS as u32, 2).await;
+    let mut workers: Vec<Proc> = (1..=2)
+        .map(|i| {
+            let mut cmd = env.ranq();
+            cmd.arg("worker");
+            Proc::spawn(&format!("worker-{i}"), cmd)
+        })
+        .collect();
+    let _producer = {
+        let mut cmd = env.ranq();
+        cmd.args(["producer", "--schedule", "*/5 * * * * *"]);
+        Proc::spawn("producer", cmd)
+    };
+    let cache = env.cache().await;
+    eventually(Duration::from_secs(90), "all 10k groups cached", || async {
+        (cache.cached_groups().await.ok()?.len() == GROUPS).then_some(())
+    })
+    .await;
+    for w in &mut workers {
+        assert!(w.is_running(), "{} died", w.name);
+    }
+    let out = env.ranq().args(["status", "--json"]).output().unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["queue"]["dead"], 0, "{status}");
+    assert_eq!(status["workers"]["alive"], 2, "{status}");
+    env.cleanup().await;
+}
