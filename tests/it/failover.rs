@@ -153,3 +153,37 @@ async fn the_fleet_rebuilds_the_cache_after_redis_loses_the_namespace() {
     assert!(worker.is_running() && producer.is_running(), "no process had to be restarted");
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_score_change_reaches_the_cache_through_the_change_feed_in_dirty_mode() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(50, 20).await;
+    let out = env.ranq().args(["migrate", "--with-triggers"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _worker = {
+        let mut cmd = env.ranq();
+        cmd.arg("worker");
+        Proc::spawn("worker", cmd)
+    };
+    let _producer = start_producer(&env, "producer", "dirty");
+    let cache = env.cache().await;
+    eventually(Duration::from_secs(30), "the first sweep fills the cache", || async {
+        (cache.cached_groups().await.ok()?.len() == 50).then_some(())
+    })
+    .await;
+    let untouched = cache.fence_versions(&[8]).await.unwrap()[0];
+
+    let source = env.source().await;
+    let changed_at = chrono::Utc::now().timestamp_micros();
+    ranq_tests::execute(&source, "UPDATE ranq_scores SET score = score + 100000 WHERE group_id = 7 AND member_id = 3")
+        .await;
+    let expected = ranq_tests::truth(&source, 7).await;
+    assert_eq!(expected[0].member, 3);
+    eventually(Duration::from_secs(10), "the change reaches the cache", || async {
+        let s = cache.snapshot(7).await.ok()??;
+        (s.version > changed_at && s.entries == expected).then_some(())
+    })
+    .await;
+    assert_eq!(cache.fence_versions(&[8]).await.unwrap()[0], untouched, "only the changed group was refreshed");
+    env.cleanup().await;
+}

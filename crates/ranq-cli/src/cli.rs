@@ -80,7 +80,7 @@ fn duration(raw: &str) -> Result<Duration, String> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply the embedded schema migrations to DATABASE_URL (Postgres or SQLite); idempotent.
-    Migrate,
+    Migrate(MigrateArgs),
     /// Write deterministic demo data: groups 1..=N with M members each.
     Seed(SeedArgs),
     /// Run the cron producer: enqueue refresh jobs every tick.
@@ -99,6 +99,14 @@ pub enum Command {
     Status(StatusArgs),
     /// Run a whole local fleet: migrate, seed when empty, producer, workers and the read API.
     Up(UpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Also install the change feed (Postgres only): triggers that announce every changed group,
+    /// which producers in dirty mode turn into dirty marks.
+    #[arg(long)]
+    pub with_triggers: bool,
 }
 
 #[derive(Debug, Args)]

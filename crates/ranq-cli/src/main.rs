@@ -36,7 +36,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::load(&cli)?;
     ranq_runtime::telemetry::init(ctx.settings.log_format);
     match cli.command {
-        Command::Migrate => commands::admin::migrate(&ctx).await,
+        Command::Migrate(args) => commands::admin::migrate(&ctx, &args).await,
         Command::Seed(args) => commands::admin::seed(&ctx, &args).await,
         Command::Producer(_) => commands::fleet::producer(&ctx).await,
         Command::Worker(_) => commands::fleet::worker(&ctx).await,

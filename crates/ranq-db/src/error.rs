@@ -12,6 +12,8 @@ pub enum DbError {
     Query { what: &'static str, source: sqlx::Error, hint: &'static str },
     #[error("{0}")]
     Seed(String),
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl DbError {

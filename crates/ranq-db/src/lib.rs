@@ -15,6 +15,7 @@ mod sqlite;
 use ranq_core::{Entry, GroupId, Version};
 
 pub use error::DbError;
+pub use postgres::{CHANGE_FEED_CHANNEL, ChangeFeed, FeedEvent};
 pub use seed::{SeedOptions, SeedReport};
 
 /// The rows of one refreshed batch, all read by one statement at one `version`.
@@ -50,6 +51,17 @@ impl Source {
         match self {
             Self::Postgres(pool) => postgres::migrate(pool).await,
             Self::Sqlite(pool) => sqlite::migrate(pool).await,
+        }
+    }
+
+    /// Installs the optional change feed (Postgres only): triggers that `NOTIFY` every changed
+    /// group on [`CHANGE_FEED_CHANNEL`]. Idempotent.
+    pub async fn install_change_feed(&self) -> Result<(), DbError> {
+        match self {
+            Self::Postgres(pool) => postgres::install_change_feed(pool).await,
+            Self::Sqlite(_) => Err(DbError::Unsupported(
+                "the change feed (--with-triggers) needs Postgres; SQLite has no LISTEN/NOTIFY",
+            )),
         }
     }
 

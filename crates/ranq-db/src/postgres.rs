@@ -26,6 +26,58 @@ pub(crate) async fn migrate(pool: &PgPool) -> Result<(), DbError> {
     MIGRATOR.run(pool).await.map_err(DbError::from)
 }
 
+/// The channel the change feed announces changed groups on.
+pub const CHANGE_FEED_CHANNEL: &str = "ranq_dirty";
+
+pub(crate) async fn install_change_feed(pool: &PgPool) -> Result<(), DbError> {
+    sqlx::raw_sql(include_str!("../../../migrations/postgres-change-feed/change_feed.sql"))
+        .execute(pool)
+        .await
+        .map_err(DbError::query("installing the change feed"))?;
+    Ok(())
+}
+
+/// What the change feed said next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// These groups changed.
+    Changed(Vec<GroupId>),
+    /// The connection was lost and re-established: changes in between were not announced.
+    Gap,
+}
+
+/// A `LISTEN` on the change feed. Reconnects by itself; a reconnect is reported as a
+/// [`FeedEvent::Gap`] so the caller can make up for the changes it missed.
+#[derive(Debug)]
+pub struct ChangeFeed {
+    listener: sqlx::postgres::PgListener,
+}
+
+impl ChangeFeed {
+    pub async fn listen(pool: &PgPool) -> Result<Self, DbError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+            .await
+            .map_err(DbError::query("connecting the change feed"))?;
+        listener.listen(CHANGE_FEED_CHANNEL).await.map_err(DbError::query("listening to the change feed"))?;
+        Ok(Self { listener })
+    }
+
+    /// Waits for the next notification, then takes every one already waiting (up to `max`).
+    pub async fn next(&mut self, max: usize) -> Result<FeedEvent, DbError> {
+        let Some(first) = self.listener.try_recv().await.map_err(DbError::query("reading the change feed"))? else {
+            return Ok(FeedEvent::Gap);
+        };
+        let mut groups: Vec<GroupId> = first.payload().parse().into_iter().collect();
+        while groups.len() < max {
+            match self.listener.next_buffered() {
+                Some(n) => groups.extend(n.payload().parse::<GroupId>()),
+                None => break,
+            }
+        }
+        Ok(FeedEvent::Changed(groups))
+    }
+}
+
 const TOP_N_SQL: &str = "
 SELECT ids.gid,
        g.id IS NOT NULL,

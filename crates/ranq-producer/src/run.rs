@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use ranq_cache::Cache;
 use ranq_db::Source;
 use ranq_queue::{Queue, QueueOptions, worker_name};
-use ranq_runtime::{Settings, Shutdown};
+use ranq_runtime::{ProducerMode, Settings, Shutdown};
 
 use crate::lease::Lease;
 use crate::tick::{Producer, TickOutcome};
@@ -54,6 +54,57 @@ async fn keep_lease(producer: Arc<Producer>, every: std::time::Duration, shutdow
     }
 }
 
+/// Most changed groups turned into dirty marks per Redis call.
+const FEED_BATCH: usize = 1_000;
+
+/// Turns the Postgres change feed into dirty marks until shutdown. A lost connection (changes not
+/// announced meanwhile) makes the next tick a full sweep.
+async fn follow_change_feed(producer: Arc<Producer>, pool: sqlx::PgPool, shutdown: Shutdown) {
+    use ranq_db::{ChangeFeed, FeedEvent};
+    let mut backoff = std::time::Duration::from_millis(500);
+    'connect: loop {
+        let mut feed = tokio::select! {
+            feed = ChangeFeed::listen(&pool) => match feed {
+                Ok(feed) => feed,
+                Err(error) => {
+                    tracing::warn!(%error, "change feed unavailable; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.wait() => return,
+                    }
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+                    continue 'connect;
+                }
+            },
+            () = shutdown.wait() => return,
+        };
+        backoff = std::time::Duration::from_millis(500);
+        loop {
+            let event = tokio::select! {
+                event = feed.next(FEED_BATCH) => event,
+                () = shutdown.wait() => return,
+            };
+            match event {
+                Ok(FeedEvent::Changed(groups)) => {
+                    if let Err(error) = producer.mark_dirty(&groups).await {
+                        tracing::warn!(%error, "could not mark changed groups dirty; the next sweep covers them");
+                        producer.request_sweep();
+                    }
+                }
+                Ok(FeedEvent::Gap) => {
+                    tracing::warn!("change feed reconnected; changes in between are covered by a full sweep");
+                    producer.request_sweep();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "change feed failed; reconnecting");
+                    producer.request_sweep();
+                    continue 'connect;
+                }
+            }
+        }
+    }
+}
+
 /// Runs the producer until `shutdown`. A tick in progress is finished (bounded by
 /// `shutdown_timeout`), then the lease is released so a standby takes over at once.
 pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -62,12 +113,17 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
     let name = worker_name("producer");
     let ttl = settings.producer.lease_ttl;
     let lease = Lease::new(cache.connection(), cache.keys().clone(), name.clone(), ttl);
+    let feed_pool = match (&source, settings.producer.mode) {
+        (Source::Postgres(pool), ProducerMode::Dirty) => Some(pool.clone()),
+        _ => None,
+    };
     let producer = Arc::new(Producer::new(source, cache, queue, settings.producer.clone(), lease)?);
     tracing::info!(producer = %name, schedule = %settings.producer.schedule, mode = ?settings.producer.mode, "producer started");
 
     // Stop ticking first, release the lease last: a standby must not take over mid-tick.
     let ticks_stop = Shutdown::new();
     let keeper = tokio::spawn(keep_lease(producer.clone(), ttl / 3, ticks_stop.clone()));
+    let feed = feed_pool.map(|pool| tokio::spawn(follow_change_feed(producer.clone(), pool, ticks_stop.clone())));
     let monitor = Monitor::new().register(move |restarts| {
         WorkerBuilder::new(format!("{name}-{restarts}"))
             .backend(CronScheduler::new(schedule.clone()))
@@ -80,6 +136,9 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
     let result = ranq_queue::run_monitor(monitor, stop, settings.shutdown_timeout).await;
     ticks_stop.trigger();
     let _ = keeper.await;
+    if let Some(feed) = feed {
+        let _ = feed.await;
+    }
     result.map_err(|e| anyhow::anyhow!("producer failed: {e}"))?;
     tracing::info!("producer stopped");
     Ok(())

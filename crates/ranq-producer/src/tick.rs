@@ -1,7 +1,7 @@
 //! One tick: check leadership, claim the tick fleet-wide (fenced by the lease token), choose the
 //! groups, enqueue them with backpressure while still leader, record the tick.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,7 @@ pub struct Producer {
     lease: Lease,
     leadership: Mutex<Leadership>,
     ticks_led: AtomicU64,
+    sweep_requested: AtomicBool,
 }
 
 impl Producer {
@@ -73,12 +74,26 @@ impl Producer {
             lease,
             leadership: Mutex::default(),
             ticks_led: AtomicU64::new(0),
+            sweep_requested: AtomicBool::new(false),
         })
     }
 
     /// The fencing token, while this instance leads.
     pub fn token(&self) -> Option<Token> {
         self.leadership.lock().ok().and_then(|l| l.current(Instant::now()))
+    }
+
+    /// Makes the next tick a full sweep (e.g. after the change feed lost its connection).
+    pub fn request_sweep(&self) {
+        self.sweep_requested.store(true, Ordering::Relaxed);
+    }
+
+    /// Marks `groups` dirty (from the change feed).
+    pub async fn mark_dirty(&self, groups: &[GroupId]) -> anyhow::Result<()> {
+        if !groups.is_empty() {
+            self.cache.mark_dirty(groups).await?;
+        }
+        Ok(())
     }
 
     /// One round of lease keeping: acquire or renew, and on becoming leader, account for the ticks
@@ -214,7 +229,8 @@ impl Producer {
             ProducerMode::All => true,
             ProducerMode::Dirty => {
                 let every = u64::from(self.settings.sweep_every);
-                (every > 0 && led % every == 0) || self.cache_is_empty().await?
+                let requested = self.sweep_requested.swap(false, Ordering::Relaxed);
+                requested || (every > 0 && led % every == 0) || self.cache_is_empty().await?
             }
         };
         if sweep {

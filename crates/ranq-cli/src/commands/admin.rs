@@ -6,14 +6,22 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use ranq_db::SeedOptions;
 
-use crate::cli::SeedArgs;
-use crate::context::Context;
+use crate::cli::{MigrateArgs, SeedArgs};
+use crate::context::{Context, UsageError};
 
-pub async fn migrate(ctx: &Context) -> anyhow::Result<ExitCode> {
+pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     let source = ctx.source(1).await?;
     source.migrate().await?;
+    let url = ranq_core::redact_url(ctx.database_url()?);
+    if args.with_triggers {
+        source.install_change_feed().await.map_err(|e| match e {
+            ranq_db::DbError::Unsupported(why) => anyhow::Error::new(UsageError(why.into())),
+            e => e.into(),
+        })?;
+        println!("change feed installed on {url} (channel {})", ranq_db::CHANGE_FEED_CHANNEL);
+    }
     source.close().await;
-    println!("migrations applied to {}", ranq_core::redact_url(ctx.database_url()?));
+    println!("migrations applied to {url}");
     Ok(ExitCode::SUCCESS)
 }
 
