@@ -93,7 +93,7 @@ async fn no_dirty_mark_is_lost_when_the_leader_is_killed_while_marks_arrive() {
         cmd.arg("worker");
         Proc::spawn("worker", cmd)
     };
-    let _producers = [start_producer(&env, "producer-1", "dirty"), start_producer(&env, "producer-2", "dirty")];
+    let producers = [start_producer(&env, "producer-1", "dirty"), start_producer(&env, "producer-2", "dirty")];
     let cache = env.cache().await;
     // The first leader finds the cache empty and sweeps every group.
     eventually(Duration::from_secs(30), "the initial sweep fills the cache", || async {
@@ -121,6 +121,8 @@ async fn no_dirty_mark_is_lost_when_the_leader_is_killed_while_marks_arrive() {
     })
     .await;
     assert!(worker.is_running(), "the worker survived");
+    // Processes go first, or they would write into the namespace after it was cleaned.
+    drop((worker, producers));
     env.cleanup().await;
 }
 
@@ -151,6 +153,7 @@ async fn the_fleet_rebuilds_the_cache_after_redis_loses_the_namespace() {
     })
     .await;
     assert!(worker.is_running() && producer.is_running(), "no process had to be restarted");
+    drop((worker, producer));
     env.cleanup().await;
 }
 
@@ -160,12 +163,12 @@ async fn a_score_change_reaches_the_cache_through_the_change_feed_in_dirty_mode(
     env.seed(50, 20).await;
     let out = env.ranq().args(["migrate", "--with-triggers"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let _worker = {
+    let worker = {
         let mut cmd = env.ranq();
         cmd.arg("worker");
         Proc::spawn("worker", cmd)
     };
-    let _producer = start_producer(&env, "producer", "dirty");
+    let producer = start_producer(&env, "producer", "dirty");
     let cache = env.cache().await;
     eventually(Duration::from_secs(30), "the first sweep fills the cache", || async {
         (cache.cached_groups().await.ok()?.len() == 50).then_some(())
@@ -185,5 +188,6 @@ async fn a_score_change_reaches_the_cache_through_the_change_feed_in_dirty_mode(
     })
     .await;
     assert_eq!(cache.fence_versions(&[8]).await.unwrap()[0], untouched, "only the changed group was refreshed");
+    drop((worker, producer));
     env.cleanup().await;
 }

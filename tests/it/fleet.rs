@@ -160,7 +160,7 @@ async fn serve_reads_its_freshness_ages_from_the_environment() {
     };
     cache.write_batch(&[aged(1, 0), aged(2, 3), aged(3, 6)]).await.unwrap();
     let port = free_port();
-    let _serve = {
+    let serve = {
         let mut cmd = env.ranq();
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
         cmd.env("RANQ_READ__STALE_AFTER", "2s").env("RANQ_READ__MAX_AGE", "5s");
@@ -180,6 +180,7 @@ async fn serve_reads_its_freshness_ages_from_the_environment() {
     assert_eq!(fresh, (200, "FRESH".into()));
     assert_eq!(status_of(2).await, Some((200, "STALE".into())));
     assert_eq!(status_of(3).await, Some((404, "MISS".into())));
+    drop(serve);
     env.cleanup().await;
 }
 
@@ -197,7 +198,7 @@ async fn a_ten_thousand_group_tick_goes_through_without_losing_a_worker() {
             Proc::spawn(&format!("worker-{i}"), cmd)
         })
         .collect();
-    let _producer = {
+    let producer = {
         let mut cmd = env.ranq();
         cmd.args(["producer", "--schedule", "*/5 * * * * *"]);
         Proc::spawn("producer", cmd)
@@ -214,5 +215,6 @@ async fn a_ten_thousand_group_tick_goes_through_without_losing_a_worker() {
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["queue"]["dead"], 0, "{status}");
     assert_eq!(status["workers"]["alive"], 2, "{status}");
+    drop((workers, producer));
     env.cleanup().await;
 }

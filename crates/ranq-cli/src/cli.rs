@@ -99,6 +99,35 @@ pub enum Command {
     Status(StatusArgs),
     /// Run a whole local fleet: migrate, seed when empty, producer, workers and the read API.
     Up(UpArgs),
+    /// Benchmarks: print figures and write JSON; each uses a fresh schema and namespace.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Many full ticks back to back through the real producer tick, queue and worker processes:
+    /// time per tick, Redis memory and worker RSS from the first tick to the last.
+    Soak(SoakArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// Groups to seed.
+    #[arg(long, default_value_t = 100_000)]
+    pub groups: u32,
+    /// Members per group.
+    #[arg(long, default_value_t = 10)]
+    pub members: u32,
+    /// Full ticks to run.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ticks: u32,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+    /// Also write the report as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

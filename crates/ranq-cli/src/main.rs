@@ -46,5 +46,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get(args) => commands::inspect::get(&ctx, &args).await,
         Command::Status(args) => commands::inspect::status(&ctx, &args).await,
         Command::Up(args) => commands::up::up(&ctx, &args).await,
+        Command::Bench(cli::BenchCommand::Soak(args)) => commands::bench::soak(&ctx, &args).await,
     }
 }

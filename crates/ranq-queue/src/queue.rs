@@ -226,6 +226,21 @@ impl Queue {
     }
 }
 
+impl Queue {
+    /// Deletes the registration metadata apalis-redis keeps per worker name (it never removes
+    /// it), so that worker restarts do not accumulate keys. Called by a worker as it stops.
+    pub async fn forget_workers(&self, names: &[String]) -> Result<(), QueueError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> =
+            names.iter().map(|n| format!("{}:workers:metadata:{n}", self.config.queue.as_ref())).collect();
+        let mut conn = self.conn.clone();
+        redis::cmd("DEL").arg(keys).query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+}
+
 static VACUUM_DONE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("vacuum_done.lua")));
 
 impl Queue {

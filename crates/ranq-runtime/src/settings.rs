@@ -245,6 +245,8 @@ mod tests {
     use super::*;
     use figment::Jail;
 
+    /// Loads inside a jail whose environment holds only what the test sets (the developer's own
+    /// `RANQ_*` variables must not leak in).
     fn load_in_jail(jail: &Jail, overrides: &Overrides) -> Result<Settings, ConfigError> {
         let _ = jail;
         Settings::load(None, overrides)
@@ -253,6 +255,7 @@ mod tests {
     #[test]
     fn defaults_match_the_contract() {
         Jail::expect_with(|jail| {
+            jail.clear_env();
             let s = load_in_jail(jail, &Overrides::default()).expect("defaults load");
             assert_eq!(s.redis_url, "redis://127.0.0.1:6379");
             assert_eq!(s.namespace, "ranq");
@@ -271,6 +274,7 @@ mod tests {
     #[test]
     fn flag_beats_env_beats_file() {
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.create_dir("config")?;
             jail.create_file(
                 DEFAULT_CONFIG_PATH,
@@ -292,12 +296,14 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_durations_are_errors_naming_the_key() {
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("RANQ_READ__STALE_AFTRE", "2s");
             let err = load_in_jail(jail, &Overrides::default()).expect_err("typo rejected").to_string();
             assert!(err.contains("stale_aftre"), "{err}");
             Ok(())
         });
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("RANQ_READ__MAX_AGE", "ten minutes");
             let err = load_in_jail(jail, &Overrides::default()).expect_err("bad duration").to_string();
             assert!(err.contains("read.max_age"), "{err}");
@@ -308,6 +314,7 @@ mod tests {
     #[test]
     fn the_test_suites_variables_are_not_settings() {
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("RANQ_TEST_REDIS_URL", "redis://127.0.0.1:1");
             load_in_jail(jail, &Overrides::default()).expect("RANQ_TEST_* is ignored");
             Ok(())

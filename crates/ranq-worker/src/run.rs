@@ -1,6 +1,7 @@
 //! `ranq worker`: the apalis worker wiring, kept in one place.
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use apalis::prelude::*;
@@ -44,12 +45,16 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
 
     let (concurrency, poll_every) = (ws.concurrency.max(1), ws.poll_interval);
     let worker_batcher = batcher.clone();
+    let (worker_queue, worker_name_base) = (queue.clone(), name.clone());
+    let starts = Arc::new(AtomicUsize::new(0));
+    let worker_starts = starts.clone();
     let monitor = Monitor::new()
         .register(move |restarts| {
+            worker_starts.fetch_max(restarts + 1, Ordering::Relaxed);
             // A restarted worker registers under a new name: the old one may still be inside the
             // orphan window, and its jobs are re-enqueued by the survivors.
-            WorkerBuilder::new(format!("{name}-{restarts}"))
-                .backend(queue.storage().poll_with_strategy(TickPoll::new(poll_every)))
+            WorkerBuilder::new(format!("{worker_name_base}-{restarts}"))
+                .backend(worker_queue.storage().poll_with_strategy(TickPoll::new(poll_every)))
                 .concurrency(concurrency)
                 .data(worker_batcher.clone())
                 .build(handle)
@@ -64,6 +69,10 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
     };
     let result = ranq_queue::run_monitor(monitor, stop, settings.shutdown_timeout).await;
     drop(batcher);
+    let names: Vec<String> = (0..starts.load(Ordering::Relaxed)).map(|i| format!("{name}-{i}")).collect();
+    if let Err(error) = queue.forget_workers(&names).await {
+        tracing::warn!(%error, "could not remove this worker's registration metadata");
+    }
     // The batcher finishes the batch in flight, then ends once the last handle is dropped.
     let _ = tokio::time::timeout(settings.shutdown_timeout, batcher_task).await;
     summary.abort();

@@ -1,6 +1,7 @@
 //! One module per family of subcommands.
 
 pub mod admin;
+pub mod bench;
 pub mod fleet;
 pub mod inspect;
 pub mod refresh;
