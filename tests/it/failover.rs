@@ -44,7 +44,8 @@ async fn two_producers_enqueue_each_tick_once_and_a_standby_takes_over_from_a_ki
     let started = Instant::now();
     let mut producers = [start_producer(&env, "producer-1", "all"), start_producer(&env, "producer-2", "all")];
     let first = current_leader(&env).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Both run side by side for a while (the leader ticking every second), then the leader dies.
+    tokio::time::sleep(Duration::from_secs(12)).await;
 
     kill(Pid::from_raw(leader_pid(&first)), Signal::SIGKILL).unwrap();
     let second = eventually(Duration::from_secs(10), "the standby takes over", || async {

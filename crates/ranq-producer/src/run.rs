@@ -12,7 +12,7 @@ use ranq_db::Source;
 use ranq_queue::{Queue, QueueOptions, worker_name};
 use ranq_runtime::{ProducerMode, Settings, Shutdown};
 
-use crate::lease::Lease;
+use crate::lease::{Lease, LeaseState};
 use crate::tick::{Producer, TickOutcome};
 
 /// Parses a cron expression with a seconds field, e.g. `0 * * * * *` (every minute).
@@ -38,12 +38,19 @@ async fn on_tick(tick: Tick, producer: Data<Arc<Producer>>) -> Result<(), BoxDyn
     Ok(())
 }
 
-/// Keeps (or waits for) the lease until shutdown, then releases it.
-async fn keep_lease(producer: Arc<Producer>, every: std::time::Duration, shutdown: Shutdown) {
+/// Keeps (or waits for) the lease until shutdown, then releases it. The leader renews every third
+/// of the lease's lifetime; a standby tries every tenth, so it takes over soon after a dead
+/// leader's lease expires.
+async fn keep_lease(producer: Arc<Producer>, ttl: std::time::Duration, shutdown: Shutdown) {
     loop {
-        if let Err(error) = producer.keep_lease().await {
-            tracing::warn!(%error, "cannot reach Redis to keep the leader lease; will retry");
-        }
+        let every = match producer.keep_lease().await {
+            Ok(LeaseState::Acquired(_) | LeaseState::Renewed(_)) => ttl / 3,
+            Ok(LeaseState::Standby) => ttl / 10,
+            Err(error) => {
+                tracing::warn!(%error, "cannot reach Redis to keep the leader lease; will retry");
+                ttl / 10
+            }
+        };
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = shutdown.wait() => break,
@@ -122,7 +129,7 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
 
     // Stop ticking first, release the lease last: a standby must not take over mid-tick.
     let ticks_stop = Shutdown::new();
-    let keeper = tokio::spawn(keep_lease(producer.clone(), ttl / 3, ticks_stop.clone()));
+    let keeper = tokio::spawn(keep_lease(producer.clone(), ttl, ticks_stop.clone()));
     let feed = feed_pool.map(|pool| tokio::spawn(follow_change_feed(producer.clone(), pool, ticks_stop.clone())));
     let monitor = Monitor::new().register(move |restarts| {
         WorkerBuilder::new(format!("{name}-{restarts}"))
