@@ -18,6 +18,9 @@ pub use error::DbError;
 pub use postgres::{CHANGE_FEED_CHANNEL, ChangeFeed, FeedEvent};
 pub use seed::{SeedOptions, SeedReport};
 
+/// The embedded schema migrations (`migrations/`), portable SQL applied to either dialect.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
 /// The rows of one refreshed batch, all read by one statement at one `version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopBatch {

@@ -11,8 +11,6 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::{DbError, TopBatch, TopRow, assemble};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
-
 pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
     PgPoolOptions::new()
         .max_connections(max_connections.max(1))
@@ -23,7 +21,7 @@ pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<PgPool, D
 }
 
 pub(crate) async fn migrate(pool: &PgPool) -> Result<(), DbError> {
-    MIGRATOR.run(pool).await.map_err(DbError::from)
+    crate::MIGRATOR.run(pool).await.map_err(DbError::from)
 }
 
 /// The channel the change feed announces changed groups on.

@@ -11,8 +11,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use crate::{DbError, TopBatch, TopRow, assemble};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
-
 pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<SqlitePool, DbError> {
     let redacted = || ranq_core::redact_url(url);
     let options = SqliteConnectOptions::from_str(url)
@@ -31,7 +29,7 @@ pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<SqlitePoo
 }
 
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), DbError> {
-    MIGRATOR.run(pool).await.map_err(DbError::from)
+    crate::MIGRATOR.run(pool).await.map_err(DbError::from)
 }
 
 const TOP_N_SQL: &str = "
