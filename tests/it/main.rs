@@ -13,3 +13,4 @@ mod http;
 mod producer;
 mod queue;
 mod refresh;
+mod worker;

@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
-use ranq_cache::Outcome;
+use ranq_cache::{Outcome, QuarantinePolicy};
 use ranq_core::TOP_N;
 use ranq_tests::{Dialect, TestEnv, execute, truth};
-use ranq_worker::{Batcher, BatcherOptions, Refresher};
+use ranq_worker::{Batcher, BatcherOptions, Refreshed, Refresher};
+
+const QUARANTINE: QuarantinePolicy = QuarantinePolicy { after: 3, retry: Duration::from_secs(600) };
 
 async fn every_group_equals_the_sql_truth_after_one_refresh(dialect: Dialect) {
     let env = TestEnv::new(dialect).await;
@@ -22,7 +24,7 @@ async fn every_group_equals_the_sql_truth_after_one_refresh(dialect: Dialect) {
     assert_eq!(groups.len(), 41);
     for batch in groups.chunks(16) {
         let outcomes = refresher.refresh(batch).await.unwrap();
-        assert!(outcomes.values().all(|o| *o == Outcome::Written), "{outcomes:?}");
+        assert!(outcomes.values().all(|o| *o == Refreshed::Done(Outcome::Written)), "{outcomes:?}");
     }
 
     for &group in &groups {
@@ -53,8 +55,8 @@ async fn a_group_removed_from_the_source_is_removed_from_the_cache(dialect: Dial
 
     execute(&source, "DELETE FROM ranq_groups WHERE id = 2").await;
     let outcomes = refresher.refresh(&[1, 2, 3, 999]).await.unwrap();
-    assert_eq!(outcomes[&2], Outcome::Deleted);
-    assert_eq!(outcomes[&999], Outcome::Deleted, "an unknown group is recorded as absent");
+    assert_eq!(outcomes[&2], Refreshed::Done(Outcome::Deleted));
+    assert_eq!(outcomes[&999], Refreshed::Done(Outcome::Deleted), "an unknown group is recorded as absent");
     assert!(cache.snapshot(2).await.unwrap().is_none());
     assert!(cache.snapshot(1).await.unwrap().is_some());
     env.cleanup().await;
@@ -75,7 +77,7 @@ async fn concurrent_requests_are_batched_and_each_gets_its_groups_outcome() {
     let env = TestEnv::new(Dialect::Postgres).await;
     env.seed(50, 20).await;
     let (source, cache) = (env.source().await, env.cache().await);
-    let options = BatcherOptions { batch_size: 16, batch_wait: Duration::from_millis(20) };
+    let options = BatcherOptions { batch_size: 16, batch_wait: Duration::from_millis(20), quarantine: QUARANTINE };
     let (batcher, task) = Batcher::spawn(Refresher::new(source.clone(), cache.clone()), options, None);
 
     let handles: Vec<_> = (1..=50)
@@ -88,7 +90,7 @@ async fn concurrent_requests_are_batched_and_each_gets_its_groups_outcome() {
     for handle in handles {
         let (group, outcome) = handle.await.unwrap();
         let expected = if group == 404 { Outcome::Deleted } else { Outcome::Written };
-        assert_eq!(outcome.unwrap(), expected, "group {group}");
+        assert_eq!(outcome.unwrap(), Refreshed::Done(expected), "group {group}");
     }
     let batches = batcher.totals().batches.load(std::sync::atomic::Ordering::Relaxed);
     assert!(batches < 51, "51 requests ran as {batches} batches: they were not batched");

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use ranq_cache::Cache;
 use ranq_core::{Entry, GroupId, RankedRow};
-use ranq_db::Source;
+use ranq_db::{Pool, Source};
 
 pub use process::{Proc, ranq_bin};
 
@@ -139,9 +139,9 @@ impl TestEnv {
 /// ranked by `ranq_core`'s reference order.
 pub async fn truth(source: &Source, group: GroupId) -> Vec<Entry> {
     let sql = "SELECT member_id, score, updated_at FROM ranq_scores WHERE group_id = $1";
-    let rows: Vec<(i64, i64, NaiveDateTime)> = match source {
-        Source::Postgres(pool) => sqlx::query_as(sql).bind(group).fetch_all(pool).await.unwrap(),
-        Source::Sqlite(pool) => sqlx::query_as(&sql.replace("$1", "?1")).bind(group).fetch_all(pool).await.unwrap(),
+    let rows: Vec<(i64, i64, NaiveDateTime)> = match source.pool() {
+        Pool::Postgres(pool) => sqlx::query_as(sql).bind(group).fetch_all(pool).await.unwrap(),
+        Pool::Sqlite(pool) => sqlx::query_as(&sql.replace("$1", "?1")).bind(group).fetch_all(pool).await.unwrap(),
     };
     ranq_core::rank_rows(
         rows.into_iter().map(|(member, score, updated_at)| RankedRow { member, score, updated_at }).collect(),
@@ -150,9 +150,9 @@ pub async fn truth(source: &Source, group: GroupId) -> Vec<Entry> {
 
 /// Runs a statement on the source, whatever its dialect (`$1`-style placeholders are not used).
 pub async fn execute(source: &Source, sql: &str) {
-    match source {
-        Source::Postgres(pool) => drop(sqlx::query(sql).execute(pool).await.unwrap()),
-        Source::Sqlite(pool) => drop(sqlx::query(sql).execute(pool).await.unwrap()),
+    match source.pool() {
+        Pool::Postgres(pool) => drop(sqlx::query(sql).execute(pool).await.unwrap()),
+        Pool::Sqlite(pool) => drop(sqlx::query(sql).execute(pool).await.unwrap()),
     }
 }
 

@@ -5,9 +5,11 @@
 //! path can move a cached version backwards. The queue's keys are not here (see `ranq-queue`).
 
 mod error;
+mod health;
 mod store;
 
 pub use error::CacheError;
+pub use health::QuarantinePolicy;
 pub use store::{Cache, FreshnessCounts, Outcome, Write, stored_version};
 
 /// Opens a Redis connection manager (reconnects by itself) with bounded waits, so no call can

@@ -108,7 +108,7 @@ impl Cache {
     }
 
     /// Applies a batch of writes through the fence, in one pipeline, and returns each outcome in
-    /// order. The index is updated in the same pipeline for snapshots (`ZADD GT` keeps it
+    /// order; the groups' failure records are cleared on the way. The index is updated in the same pipeline for snapshots (`ZADD GT` keeps it
     /// monotonic even when a write is fenced) and afterwards for the rare deletions.
     pub async fn write_batch(&self, writes: &[Write]) -> Result<Vec<Outcome>, CacheError> {
         if writes.is_empty() {
@@ -133,6 +133,11 @@ impl Cache {
                 pipe.cmd("ZADD").arg(self.keys.index()).arg("GT").arg(s.version).arg(group).ignore();
             }
         }
+        // A refresh that reached the fence succeeded, whatever the fence decided: it ends the
+        // group's run of failures (and any quarantine), in the same round trip.
+        let groups: Vec<GroupId> = writes.iter().map(Write::group).collect();
+        pipe.cmd("HDEL").arg(self.keys.quarantine_failures()).arg(&groups).ignore();
+        pipe.cmd("ZREM").arg(self.keys.quarantine_due()).arg(&groups).ignore();
         let codes: Vec<i64> = self.query_loading_script(&pipe).await?;
         let outcomes: Vec<Outcome> = codes
             .into_iter()
@@ -170,8 +175,27 @@ impl Cache {
         let mut conn = self.conn.clone();
         let key = self.keys.top(group);
         let raw: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-        raw.map(|json| serde_json::from_str(&json).map_err(|e| CacheError::Corrupt { key, reason: e.to_string() }))
-            .transpose()
+        decode_snapshot(key, raw)
+    }
+
+    /// The snapshot of `group` (or why it could not be decoded) and its failure record, in one
+    /// round trip: what a reader needs to answer.
+    pub async fn snapshot_and_health(
+        &self,
+        group: GroupId,
+    ) -> Result<(Result<Option<Snapshot>, CacheError>, Option<ranq_core::GroupHealth>), CacheError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.top(group);
+        let (raw, health): (Option<String>, Option<String>) = redis::pipe()
+            .cmd("GET")
+            .arg(&key)
+            .cmd("HGET")
+            .arg(self.keys.quarantine_failures())
+            .arg(group)
+            .query_async(&mut conn)
+            .await?;
+        let health = health.and_then(|json| crate::health::decode_health(group, &json));
+        Ok((decode_snapshot(key, raw), health))
     }
 
     /// For each group, the newest version the fence knows of (snapshot or tombstone): what
@@ -235,6 +259,11 @@ impl Cache {
             .await?;
         Ok(FreshnessCounts { cached, fresh, stale, expired: cached.saturating_sub(fresh + stale) })
     }
+}
+
+fn decode_snapshot(key: String, raw: Option<String>) -> Result<Option<Snapshot>, CacheError> {
+    raw.map(|json| serde_json::from_str(&json).map_err(|e| CacheError::Corrupt { key, reason: e.to_string() }))
+        .transpose()
 }
 
 /// Reads the version from a stored snapshot's JSON prefix without decoding the entries.

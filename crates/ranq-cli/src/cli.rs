@@ -95,8 +95,11 @@ pub enum Command {
     Dirty(DirtyArgs),
     /// Print a group's cached top-N with its status, as the API would answer.
     Get(GetArgs),
-    /// Show the fleet at a glance: ticks, queue, workers, freshness.
+    /// Show the fleet at a glance: ticks, queue, workers, freshness, quarantine.
     Status(StatusArgs),
+    /// Inspect and manage the dead letter: jobs that will not be retried on their own.
+    #[command(subcommand)]
+    Dead(DeadCommand),
     /// Run a whole local fleet: migrate, seed when empty, producer, workers and the read API.
     Up(UpArgs),
     /// Benchmarks: print figures and write JSON; each uses a fresh schema and namespace.
@@ -225,6 +228,40 @@ pub struct GetArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<String>,
     /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadCommand {
+    /// List dead jobs: id, group, attempts, last error.
+    List(DeadListArgs),
+    /// Turn dead refresh jobs back into fresh jobs (malformed ones are left for purge).
+    Retry(DeadTargetArgs),
+    /// Delete dead jobs for good.
+    Purge(DeadTargetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeadListArgs {
+    /// Most jobs to show.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub limit: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["all", "ids"]))]
+pub struct DeadTargetArgs {
+    /// Dead job ids, as `ranq dead list` shows them.
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Every dead job.
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -58,8 +58,37 @@ impl Context {
         })
     }
 
+    /// The source as `migrate` and `seed` see it: the reference schema.
     pub async fn source(&self, pool: u32) -> anyhow::Result<Source> {
         Ok(Source::connect(self.database_url()?, pool).await?)
+    }
+
+    /// The source as the commands that read groups see it: through `[source]`'s SQL when set,
+    /// checked now so a mistake there is a configuration error before any work starts.
+    pub async fn reading_source(&self, pool: u32) -> anyhow::Result<Source> {
+        let s = &self.settings.source;
+        let custom = ranq_db::CustomSql {
+            top_query: s.top_query.clone(),
+            groups_query: s.groups_query.clone(),
+            group_ids_query: s.group_ids_query.clone(),
+        };
+        match self.source(pool).await?.with_custom_sql(custom).await {
+            Ok(source) => Ok(source),
+            Err(e @ ranq_db::DbError::CustomSql { .. }) => {
+                Err(UsageError(format!("invalid configuration: {e}")).into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The refresh queue, with the worker settings that decide who counts as alive.
+    pub fn queue(&self, cache: &Cache) -> ranq_queue::Queue {
+        let options = ranq_queue::QueueOptions {
+            heartbeat: self.settings.worker.heartbeat,
+            missed_heartbeats: self.settings.worker.missed_heartbeats,
+            ..ranq_queue::QueueOptions::default()
+        };
+        ranq_queue::Queue::new(cache.connection(), cache.keys(), &options)
     }
 
     pub async fn cache(&self) -> anyhow::Result<Cache> {
@@ -85,6 +114,12 @@ fn validate(s: &Settings) -> Result<(), UsageError> {
     }
     if s.worker.concurrency == 0 {
         return bad("worker.concurrency", "must be at least 1 (default 256)");
+    }
+    if s.worker.max_attempts == 0 || s.worker.retry_attempts == 0 {
+        return bad("worker.max_attempts", "and worker.retry_attempts must be at least 1 (defaults 8 and 4)");
+    }
+    if s.worker.quarantine_after == 0 {
+        return bad("worker.quarantine_after", "must be at least 1 (default 3)");
     }
     if s.read.stale_after > s.read.max_age {
         return bad("read.stale_after", "must not exceed read.max_age");

@@ -45,6 +45,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dirty(args) => commands::inspect::dirty(&ctx, &args).await,
         Command::Get(args) => commands::inspect::get(&ctx, &args).await,
         Command::Status(args) => commands::inspect::status(&ctx, &args).await,
+        Command::Dead(command) => commands::dead::dead(&ctx, &command).await,
         Command::Up(args) => commands::up::up(&ctx, &args).await,
         Command::Bench(cli::BenchCommand::Soak(args)) => commands::bench::soak(&ctx, &args).await,
     }

@@ -86,6 +86,19 @@ impl Keys {
         format!("{}:dirty:claimed", self.ns)
     }
 
+    /// `<ns>:{quarantine}:failures` — hash of group → [`crate::GroupHealth`] JSON, for groups
+    /// whose last refresh failed. Shares its hash tag with `quarantine_due` so one script updates
+    /// both.
+    pub fn quarantine_failures(&self) -> String {
+        format!("{}:{{quarantine}}:failures", self.ns)
+    }
+
+    /// `<ns>:{quarantine}:due` — sorted set of quarantined groups scored by when (ms) they are
+    /// next retried; the producer leaves them out of ticks until then.
+    pub fn quarantine_due(&self) -> String {
+        format!("{}:{{quarantine}}:due", self.ns)
+    }
+
     /// `<ns>:*` — everything this fleet owns (used to clean a namespace).
     pub fn all_pattern(&self) -> String {
         format!("{}:*", self.ns)
@@ -127,6 +140,8 @@ mod tests {
             k.leader(),
             k.leader_token(),
             k.dirty_claimed(),
+            k.quarantine_failures(),
+            k.quarantine_due(),
         ] {
             assert!(key.starts_with("fleet-a:"), "{key}");
         }

@@ -8,6 +8,7 @@
 
 pub mod fence;
 pub mod freshness;
+pub mod health;
 pub mod ids;
 pub mod job;
 pub mod keys;
@@ -18,8 +19,9 @@ pub mod snapshot;
 
 pub use fence::{Version, fence_accepts};
 pub use freshness::{Freshness, FreshnessPolicy};
+pub use health::GroupHealth;
 pub use ids::{GroupId, IdError, MemberId, parse_group_id, parse_limit};
-pub use job::RefreshJob;
+pub use job::{Incoming, RefreshJob};
 pub use keys::Keys;
 pub use ranking::{RankedRow, rank_rows};
 pub use redact::redact_url;

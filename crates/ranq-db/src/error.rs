@@ -14,6 +14,8 @@ pub enum DbError {
     Seed(String),
     #[error("{0}")]
     Unsupported(&'static str),
+    #[error("{key} {problem} (see README, \"Custom source SQL\")")]
+    CustomSql { key: &'static str, problem: String },
 }
 
 impl DbError {
@@ -26,14 +28,27 @@ impl DbError {
         }
     }
 
-    /// Whether retrying later may succeed (connection trouble) rather than never (bad SQL).
+    /// Whether retrying the same statement later may succeed (connection trouble, a deadlock, a
+    /// server restarting) rather than fail the same way (bad SQL, data that breaks the query).
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Connect { .. } => true,
-            Self::Query { source, .. } => matches!(
-                source,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
-            ),
+            Self::Query { source, .. } => match source {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                // SQLSTATE classes 08 (connection), 40 (rolled back: serialization, deadlock),
+                // 53 (out of resources), 57 (operator intervention: shutdown, cancel).
+                sqlx::Error::Database(e) => {
+                    e.code().is_some_and(|code| ["08", "40", "53", "57"].iter().any(|class| code.starts_with(class)))
+                        // SQLite: busy or locked.
+                        || e.message().contains("database is locked")
+                }
+                _ => false,
+            },
             _ => false,
         }
     }

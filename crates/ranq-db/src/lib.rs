@@ -7,6 +7,7 @@
 //! Architecture Invariant: this crate knows nothing of Redis or the queue; it returns plain
 //! `ranq-core` values.
 
+mod custom;
 mod error;
 mod postgres;
 mod seed;
@@ -14,6 +15,7 @@ mod sqlite;
 
 use ranq_core::{Entry, GroupId, Version};
 
+pub use custom::CustomSql;
 pub use error::DbError;
 pub use postgres::{CHANGE_FEED_CHANNEL, ChangeFeed, FeedEvent};
 pub use seed::{SeedOptions, SeedReport};
@@ -29,40 +31,66 @@ pub struct TopBatch {
     pub groups: Vec<(GroupId, Option<Vec<Entry>>)>,
 }
 
-/// A connection pool to the source, Postgres or SQLite, chosen by the URL's scheme.
+/// A connection pool of either dialect.
 #[derive(Debug, Clone)]
-pub enum Source {
+pub enum Pool {
     Postgres(sqlx::PgPool),
     Sqlite(sqlx::SqlitePool),
+}
+
+/// The source database: a pool, Postgres or SQLite chosen by the URL's scheme, and the SQL that
+/// reads it — ranq's own for the reference schema, or the user's ([`CustomSql`]).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pool: Pool,
+    custom: Option<std::sync::Arc<CustomSql>>,
 }
 
 impl Source {
     /// Connects to `url` (`postgres://…` or `sqlite:…`). Fails fast with a message that names the
     /// (redacted) URL when the database cannot be reached.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            postgres::connect(url, max_connections).await.map(Self::Postgres)
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Pool::Postgres(postgres::connect(url, max_connections).await?)
         } else if url.starts_with("sqlite:") {
-            sqlite::connect(url, max_connections).await.map(Self::Sqlite)
+            Pool::Sqlite(sqlite::connect(url, max_connections).await?)
         } else {
-            Err(DbError::UnsupportedUrl(ranq_core::redact_url(url)))
+            return Err(DbError::UnsupportedUrl(ranq_core::redact_url(url)));
+        };
+        Ok(Self { pool, custom: None })
+    }
+
+    /// Reads groups through the user's SQL instead of the reference schema. Every query is
+    /// prepared once here, so a typo or a missing column fails at start-up, naming the setting and
+    /// the column, rather than on the first refresh.
+    pub async fn with_custom_sql(mut self, custom: CustomSql) -> Result<Self, DbError> {
+        if custom.is_empty() {
+            self.custom = None;
+            return Ok(self);
         }
+        custom.validate(&self.pool).await?;
+        self.custom = Some(std::sync::Arc::new(custom));
+        Ok(self)
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// Applies the embedded migrations; running it again is a no-op.
     pub async fn migrate(&self) -> Result<(), DbError> {
-        match self {
-            Self::Postgres(pool) => postgres::migrate(pool).await,
-            Self::Sqlite(pool) => sqlite::migrate(pool).await,
+        match &self.pool {
+            Pool::Postgres(pool) => postgres::migrate(pool).await,
+            Pool::Sqlite(pool) => sqlite::migrate(pool).await,
         }
     }
 
     /// Installs the optional change feed (Postgres only): triggers that `NOTIFY` every changed
     /// group on [`CHANGE_FEED_CHANNEL`]. Idempotent.
     pub async fn install_change_feed(&self) -> Result<(), DbError> {
-        match self {
-            Self::Postgres(pool) => postgres::install_change_feed(pool).await,
-            Self::Sqlite(_) => Err(DbError::Unsupported(
+        match &self.pool {
+            Pool::Postgres(pool) => postgres::install_change_feed(pool).await,
+            Pool::Sqlite(_) => Err(DbError::Unsupported(
                 "the change feed (--with-triggers) needs Postgres; SQLite has no LISTEN/NOTIFY",
             )),
         }
@@ -70,9 +98,12 @@ impl Source {
 
     /// Every group id in the source, ascending.
     pub async fn group_ids(&self) -> Result<Vec<GroupId>, DbError> {
-        let ids = match self {
-            Self::Postgres(pool) => sqlx::query_scalar("SELECT id FROM ranq_groups ORDER BY id").fetch_all(pool).await,
-            Self::Sqlite(pool) => sqlx::query_scalar("SELECT id FROM ranq_groups ORDER BY id").fetch_all(pool).await,
+        if let Some(custom) = self.custom.as_deref().filter(|c| c.group_ids_query.is_some()) {
+            return custom.group_ids(&self.pool).await;
+        }
+        let ids = match &self.pool {
+            Pool::Postgres(pool) => sqlx::query_scalar("SELECT id FROM ranq_groups ORDER BY id").fetch_all(pool).await,
+            Pool::Sqlite(pool) => sqlx::query_scalar("SELECT id FROM ranq_groups ORDER BY id").fetch_all(pool).await,
         };
         ids.map_err(DbError::query("listing groups"))
     }
@@ -82,17 +113,20 @@ impl Source {
         let mut ids = groups.to_vec();
         ids.sort_unstable();
         ids.dedup();
-        match self {
-            Self::Postgres(pool) => postgres::top_n(pool, &ids).await,
-            Self::Sqlite(pool) => sqlite::top_n(pool, &ids).await,
+        if let Some(custom) = self.custom.as_deref().filter(|c| c.top_query.is_some()) {
+            return custom.top_n(&self.pool, &ids).await;
+        }
+        match &self.pool {
+            Pool::Postgres(pool) => postgres::top_n(pool, &ids).await,
+            Pool::Sqlite(pool) => sqlite::top_n(pool, &ids).await,
         }
     }
 
     /// Closes the pool, waiting for checked-out connections to return.
     pub async fn close(&self) {
-        match self {
-            Self::Postgres(pool) => pool.close().await,
-            Self::Sqlite(pool) => pool.close().await,
+        match &self.pool {
+            Pool::Postgres(pool) => pool.close().await,
+            Pool::Sqlite(pool) => pool.close().await,
         }
     }
 }

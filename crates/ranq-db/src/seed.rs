@@ -35,9 +35,9 @@ fn seed_epoch() -> NaiveDateTime {
 impl Source {
     /// Number of groups in the source.
     pub async fn count_groups(&self) -> Result<i64, DbError> {
-        let n = match self {
-            Self::Postgres(pool) => sqlx::query_scalar("SELECT count(*) FROM ranq_groups").fetch_one(pool).await,
-            Self::Sqlite(pool) => sqlx::query_scalar("SELECT count(*) FROM ranq_groups").fetch_one(pool).await,
+        let n = match self.pool() {
+            crate::Pool::Postgres(pool) => sqlx::query_scalar("SELECT count(*) FROM ranq_groups").fetch_one(pool).await,
+            crate::Pool::Sqlite(pool) => sqlx::query_scalar("SELECT count(*) FROM ranq_groups").fetch_one(pool).await,
         };
         n.map_err(DbError::query("counting groups"))
     }
@@ -51,8 +51,8 @@ impl Source {
             )));
         }
         let groups_per_insert = (self.rows_per_insert() / opts.members.max(1) as usize).max(1);
-        match self {
-            Self::Postgres(pool) => {
+        match self.pool() {
+            crate::Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(DbError::query("starting the seed"))?;
                 sqlx::query("DELETE FROM ranq_groups")
                     .execute(&mut *tx)
@@ -82,7 +82,7 @@ impl Source {
                 }
                 tx.commit().await.map_err(DbError::query("committing the seed"))?;
             }
-            Self::Sqlite(pool) => {
+            crate::Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await.map_err(DbError::query("starting the seed"))?;
                 sqlx::query("DELETE FROM ranq_groups")
                     .execute(&mut *tx)
@@ -110,9 +110,9 @@ impl Source {
     }
 
     fn rows_per_insert(&self) -> usize {
-        match self {
-            Self::Postgres(_) => PG_ROWS_PER_INSERT,
-            Self::Sqlite(_) => SQLITE_ROWS_PER_INSERT,
+        match self.pool() {
+            crate::Pool::Postgres(_) => PG_ROWS_PER_INSERT,
+            crate::Pool::Sqlite(_) => SQLITE_ROWS_PER_INSERT,
         }
     }
 }

@@ -120,8 +120,8 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
     let name = worker_name("producer");
     let ttl = settings.producer.lease_ttl;
     let lease = Lease::new(cache.connection(), cache.keys().clone(), name.clone(), ttl);
-    let feed_pool = match (&source, settings.producer.mode) {
-        (Source::Postgres(pool), ProducerMode::Dirty) => Some(pool.clone()),
+    let feed_pool = match (source.pool(), settings.producer.mode) {
+        (ranq_db::Pool::Postgres(pool), ProducerMode::Dirty) => Some(pool.clone()),
         _ => None,
     };
     let producer = Arc::new(Producer::new(source, cache, queue, settings.producer.clone(), lease)?);

@@ -19,6 +19,8 @@ use crate::lease::{Leadership, Lease, LeaseState, Token};
 
 /// How long a tick claim is kept; far longer than any schedule's period.
 const TICK_CLAIM_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Most quarantined groups retried by one tick (the rest wait for the next).
+const QUARANTINE_RETRIES_PER_TICK: usize = 1_000;
 /// Most schedule slots counted when working out how many ticks nobody enqueued.
 const MISSED_SCAN_LIMIT: usize = 100_000;
 
@@ -233,11 +235,29 @@ impl Producer {
                 requested || (every > 0 && led % every == 0) || self.cache_is_empty().await?
             }
         };
-        if sweep {
-            Ok((self.sweep_groups().await?, Reason::Tick))
-        } else {
-            Ok((self.claim_dirty().await?, Reason::Dirty))
+        let (groups, reason) =
+            if sweep { (self.sweep_groups().await?, Reason::Tick) } else { (self.claim_dirty().await?, Reason::Dirty) };
+        Ok((self.apply_quarantine(groups).await?, reason))
+    }
+
+    /// Leaves out quarantined groups until their retry time, and adds those whose retry is due
+    /// (a dirty-mode tick would not list them otherwise). A manual `ranq refresh` is not held
+    /// back: it does not go through ticks.
+    async fn apply_quarantine(&self, mut groups: Vec<GroupId>) -> anyhow::Result<Vec<GroupId>> {
+        let now = Utc::now();
+        let later: std::collections::HashSet<GroupId> =
+            self.cache.quarantined_until_later(now).await?.into_iter().collect();
+        if !later.is_empty() {
+            let before = groups.len();
+            groups.retain(|g| !later.contains(g));
+            tracing::debug!(skipped = before - groups.len(), "quarantined groups left out until their retry time");
         }
+        let due = self.cache.quarantine_due(now, QUARANTINE_RETRIES_PER_TICK).await?;
+        if !due.is_empty() {
+            let listed: std::collections::HashSet<GroupId> = groups.iter().copied().collect();
+            groups.extend(due.into_iter().filter(|g| !listed.contains(g)));
+        }
+        Ok(groups)
     }
 
     async fn cache_is_empty(&self) -> anyhow::Result<bool> {

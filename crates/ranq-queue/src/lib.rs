@@ -9,10 +9,12 @@
 //! Architecture Invariant: the queue's keys all live under `<ns>:queue`; nothing outside this
 //! crate reads or writes them.
 
+mod dead;
 mod poll;
 mod queue;
 
 pub use apalis_redis::RedisStorage;
+pub use dead::{DEAD_PAGE, DeadJob, RetryReport};
 pub use poll::TickPoll;
 pub use queue::{EnqueueReport, Queue, QueueError, QueueOptions, QueueStats, worker_name};
 pub use ranq_core::RefreshJob;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_redis::{Config, RedisStorage};
-use ranq_core::{Keys, RefreshJob};
+use ranq_core::{Incoming, Keys, RefreshJob};
 use redis::aio::ConnectionManager;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +67,8 @@ pub struct QueueStats {
 #[derive(Clone)]
 pub struct Queue {
     storage: RedisStorage<RefreshJob>,
-    conn: ConnectionManager,
-    config: Config,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) config: Config,
 }
 
 impl std::fmt::Debug for Queue {
@@ -96,9 +96,16 @@ impl Queue {
         Self { storage, conn, config }
     }
 
-    /// The storage to hand an apalis worker.
+    /// The storage jobs are pushed to.
     pub fn storage(&self) -> RedisStorage<RefreshJob> {
         self.storage.clone()
+    }
+
+    /// The storage to hand an apalis worker: the same queue, read as [`Incoming`], so that a
+    /// payload that is valid JSON but not a refresh job reaches the handler (and the dead letter)
+    /// instead of stopping the worker.
+    pub fn consumer_storage(&self) -> RedisStorage<Incoming> {
+        RedisStorage::new(self.conn.clone()).with_config(self.config.clone())
     }
 
     pub fn config(&self) -> &Config {

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use ranq_cache::{Cache, CacheError};
-use ranq_core::{Entry, Freshness, FreshnessPolicy, GroupId, Snapshot, Version};
+use ranq_core::{Entry, Freshness, FreshnessPolicy, GroupHealth, GroupId, Snapshot, Version};
 use serde::Serialize;
 
 /// The body of a 200 answer (CONTRACT §5).
@@ -15,13 +15,26 @@ pub struct TopResponse {
     pub computed_at: DateTime<Utc>,
     pub age_ms: u64,
     pub entries: Vec<Entry>,
+    /// Set while the group is quarantined: why its refreshes fail. The entries are its last good
+    /// snapshot, and age on as usual.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub quarantined: bool,
 }
 
 impl TopResponse {
-    /// Derived from group, version and limit: the same snapshot cut the same way has the same tag.
+    /// Derived from group, version and limit (and the quarantine flag, which changes the body):
+    /// the same snapshot cut the same way has the same tag.
     pub fn etag(&self) -> String {
-        format!("\"{}-{}-{}\"", self.group, self.version, self.entries.len())
+        let q = if self.quarantined { "-q" } else { "" };
+        format!("\"{}-{}-{}{q}\"", self.group, self.version, self.entries.len())
     }
+}
+
+/// The quarantine part of an answer: the error, only while the group is quarantined.
+fn quarantine_error(health: Option<GroupHealth>) -> Option<String> {
+    health.filter(|h| h.quarantined).map(|h| h.error)
 }
 
 /// What a read found.
@@ -29,16 +42,24 @@ impl TopResponse {
 pub enum ReadOutcome {
     /// Served: FRESH or STALE.
     Served(TopResponse, std::time::Duration),
-    /// MISS: not cached, or older than `max_age` (with the age when there was a snapshot).
-    Miss(Option<std::time::Duration>),
+    /// MISS: not cached, or older than `max_age` (with the age when there was a snapshot, and
+    /// the error when the group is quarantined).
+    Miss { age: Option<std::time::Duration>, error: Option<String> },
 }
 
 /// Classifies `snapshot` at `now` and cuts it to `limit` entries.
-pub fn classify(snapshot: Option<Snapshot>, policy: &FreshnessPolicy, limit: usize, now: DateTime<Utc>) -> ReadOutcome {
-    let Some(mut snapshot) = snapshot else { return ReadOutcome::Miss(None) };
+pub fn classify(
+    snapshot: Option<Snapshot>,
+    health: Option<GroupHealth>,
+    policy: &FreshnessPolicy,
+    limit: usize,
+    now: DateTime<Utc>,
+) -> ReadOutcome {
+    let error = quarantine_error(health);
+    let Some(mut snapshot) = snapshot else { return ReadOutcome::Miss { age: None, error } };
     let age = snapshot.age_at(now);
     match policy.classify(age) {
-        Freshness::Miss => ReadOutcome::Miss(Some(age)),
+        Freshness::Miss => ReadOutcome::Miss { age: Some(age), error },
         status => {
             snapshot.entries.truncate(limit);
             let response = TopResponse {
@@ -48,10 +69,24 @@ pub fn classify(snapshot: Option<Snapshot>, policy: &FreshnessPolicy, limit: usi
                 computed_at: snapshot.computed_at,
                 age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
                 entries: snapshot.entries,
+                quarantined: error.is_some(),
+                error,
             };
             ReadOutcome::Served(response, age)
         }
     }
+}
+
+/// The body of a 404 MISS (CONTRACT §5); a quarantined group also says why it is not refreshed.
+pub fn miss_body(group: GroupId, refresh_error: Option<String>) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "error": format!("group {group} is not cached"), "status": "MISS", "group": group, "code": "miss",
+    });
+    if let Some(e) = refresh_error {
+        body["quarantined"] = true.into();
+        body["refresh_error"] = e.into();
+    }
+    body
 }
 
 /// Reads and classifies one group's snapshot. A corrupt snapshot is logged and read as a MISS:
@@ -62,7 +97,8 @@ pub async fn read_top(
     group: GroupId,
     limit: usize,
 ) -> Result<ReadOutcome, CacheError> {
-    let snapshot = match cache.snapshot(group).await {
+    let (snapshot, health) = cache.snapshot_and_health(group).await?;
+    let snapshot = match snapshot {
         Ok(snapshot) => snapshot,
         Err(CacheError::Corrupt { key, reason }) => {
             tracing::warn!(%key, %reason, "corrupt snapshot read as a MISS");
@@ -70,7 +106,7 @@ pub async fn read_top(
         }
         Err(e) => return Err(e),
     };
-    Ok(classify(snapshot, policy, limit, Utc::now()))
+    Ok(classify(snapshot, health, policy, limit, Utc::now()))
 }
 
 #[cfg(test)]
@@ -92,7 +128,7 @@ mod tests {
     fn a_fresh_snapshot_is_cut_to_the_limit_with_its_age() {
         let s = snapshot(10);
         let now = s.computed_at + chrono::Duration::milliseconds(1500);
-        let ReadOutcome::Served(r, _) = classify(Some(s), &policy(), 3, now) else { panic!("served") };
+        let ReadOutcome::Served(r, _) = classify(Some(s), None, &policy(), 3, now) else { panic!("served") };
         assert_eq!((r.status, r.age_ms, r.entries.len()), (Freshness::Fresh, 1500, 3));
         assert_eq!(r.etag(), "\"7-1000000000000000-3\"");
     }
@@ -102,10 +138,39 @@ mod tests {
         let s = snapshot(1);
         let at = |secs| s.computed_at + chrono::Duration::seconds(secs);
         assert!(matches!(
-            classify(Some(s.clone()), &policy(), 100, at(3)),
+            classify(Some(s.clone()), None, &policy(), 100, at(3)),
             ReadOutcome::Served(TopResponse { status: Freshness::Stale, .. }, _)
         ));
-        assert_eq!(classify(Some(s.clone()), &policy(), 100, at(6)), ReadOutcome::Miss(Some(Duration::from_secs(6))));
-        assert_eq!(classify(None, &policy(), 100, at(0)), ReadOutcome::Miss(None));
+        assert_eq!(
+            classify(Some(s.clone()), None, &policy(), 100, at(6)),
+            ReadOutcome::Miss { age: Some(Duration::from_secs(6)), error: None }
+        );
+        assert_eq!(classify(None, None, &policy(), 100, at(0)), ReadOutcome::Miss { age: None, error: None });
+    }
+
+    #[test]
+    fn a_quarantined_group_is_served_from_its_last_snapshot_with_the_error() {
+        let s = snapshot(5);
+        let now = s.computed_at + chrono::Duration::seconds(3);
+        let health = |quarantined| GroupHealth {
+            failures: 3,
+            error: "division by zero".into(),
+            since_ms: 0,
+            last_ms: 0,
+            quarantined,
+            retry_at_ms: None,
+        };
+        let ReadOutcome::Served(r, _) = classify(Some(s.clone()), Some(health(true)), &policy(), 100, now) else {
+            panic!("served")
+        };
+        assert_eq!((r.status, r.quarantined, r.error.as_deref()), (Freshness::Stale, true, Some("division by zero")));
+        assert!(r.etag().ends_with("-q\""), "{}", r.etag());
+        // Failing, but not yet quarantined: the answer is the plain one.
+        let ReadOutcome::Served(r, _) = classify(Some(s), Some(health(false)), &policy(), 100, now) else {
+            panic!("served")
+        };
+        assert_eq!((r.quarantined, r.error.as_deref()), (false, None));
+        let json = serde_json::to_value(&r).expect("json");
+        assert!(json.get("error").is_none() && json.get("quarantined").is_none(), "{json}");
     }
 }

@@ -48,10 +48,9 @@ fn cache_unavailable(e: &ranq_cache::CacheError) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "cache_unavailable", "the cache is unavailable; try again shortly")
 }
 
-fn miss(group: GroupId) -> Response {
-    let body =
-        json!({ "error": format!("group {group} is not cached"), "status": "MISS", "group": group, "code": "miss" });
-    (StatusCode::NOT_FOUND, [(STATUS_HEADER, "MISS")], axum::Json(body)).into_response()
+fn miss(group: GroupId, refresh_error: Option<String>) -> Response {
+    (StatusCode::NOT_FOUND, [(STATUS_HEADER, "MISS")], axum::Json(crate::response::miss_body(group, refresh_error)))
+        .into_response()
 }
 
 /// The `limit` parameter, read leniently from the raw query (unknown parameters are ignored).
@@ -69,9 +68,9 @@ async fn load(state: &AppState, group: GroupId, limit: usize) -> Result<(TopResp
             state.metrics.record(response.status, Some(age));
             Ok((response, age))
         }
-        Ok(ReadOutcome::Miss(age)) => {
+        Ok(ReadOutcome::Miss { age, error }) => {
             state.metrics.record(Freshness::Miss, age);
-            Err(miss(group))
+            Err(miss(group, error))
         }
         Err(e) => Err(cache_unavailable(&e)),
     }

@@ -31,6 +31,7 @@ pub struct Settings {
     /// Where `producer` and `worker` serve Prometheus metrics (`serve` has its own `/metrics`);
     /// unset: not served.
     pub metrics_listen: Option<String>,
+    pub source: SourceSettings,
     pub producer: ProducerSettings,
     pub worker: WorkerSettings,
     pub read: ReadSettings,
@@ -52,6 +53,15 @@ pub enum ProducerMode {
     All,
     /// Only the groups in the dirty set, plus a full sweep every `sweep_every` ticks.
     Dirty,
+}
+
+/// The user's own SQL for data outside the reference schema (CONTRACT §3); unset keys use it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSettings {
+    pub top_query: Option<String>,
+    pub groups_query: Option<String>,
+    pub group_ids_query: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +103,19 @@ pub struct WorkerSettings {
     /// How often an idle worker looks for new jobs.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// Tries of a batch, in process, when the database or Redis fails transiently (backoff
+    /// doubling from `retry_backoff`, with jitter) before its jobs go back to the queue.
+    pub retry_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// Deliveries of one job before it goes to the dead letter.
+    pub max_attempts: u32,
+    /// Consecutive failed refreshes of one group (its rows break the query) before it is
+    /// quarantined: served from its last snapshot, flagged, and retried only every
+    /// `quarantine_retry`.
+    pub quarantine_after: u32,
+    #[serde(with = "humantime_serde")]
+    pub quarantine_retry: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +140,7 @@ impl Default for Settings {
             log_format: None,
             shutdown_timeout: Duration::from_secs(30),
             metrics_listen: None,
+            source: SourceSettings::default(),
             producer: ProducerSettings {
                 schedule: "0 * * * * *".into(),
                 mode: ProducerMode::All,
@@ -134,6 +158,11 @@ impl Default for Settings {
                 heartbeat: Duration::from_secs(5),
                 missed_heartbeats: 2,
                 poll_interval: Duration::from_millis(50),
+                retry_attempts: 4,
+                retry_backoff: Duration::from_millis(100),
+                max_attempts: 8,
+                quarantine_after: 3,
+                quarantine_retry: Duration::from_secs(600),
             },
             read: ReadSettings {
                 listen: "127.0.0.1:8080".into(),

@@ -12,5 +12,5 @@
 mod batcher;
 mod run;
 
-pub use batcher::{BatchError, Batcher, BatcherOptions, Refresher};
+pub use batcher::{BatchError, Batcher, BatcherOptions, MAX_BACKOFF, Refreshed, Refresher, RetryPolicy};
 pub use run::run;

@@ -5,24 +5,48 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use apalis::prelude::*;
-use ranq_cache::Cache;
-use ranq_core::RefreshJob;
+use ranq_cache::{Cache, QuarantinePolicy};
+use ranq_core::Incoming;
 use ranq_db::Source;
 use ranq_queue::{Queue, QueueOptions, TickPoll, worker_name};
 use ranq_runtime::{Settings, Shutdown};
 
-use crate::batcher::{Batcher, BatcherOptions, Refresher};
+use crate::batcher::{Batcher, BatcherOptions, Refreshed, Refresher, RetryPolicy};
 
 /// How often the worker logs what it refreshed.
 const SUMMARY_EVERY: Duration = Duration::from_secs(30);
 /// How often finished jobs are removed from Redis.
 const VACUUM_EVERY: Duration = Duration::from_secs(5);
 
-/// The job handler: hand the group to the batcher and wait for its write. An error makes apalis
-/// retry the job later.
-async fn handle(job: RefreshJob, batcher: Data<Batcher>) -> Result<(), BoxDynError> {
-    batcher.refresh(job.group).await?;
-    Ok(())
+/// Deliveries of one job before it goes to the dead letter.
+#[derive(Debug, Clone, Copy)]
+struct MaxAttempts(usize);
+
+/// The job handler: hand the group to the batcher and wait for its write.
+///
+/// * A payload that is not a refresh job can never succeed: straight to the dead letter.
+/// * A group that failed on its own is acked: its failure is recorded for quarantine, and the
+///   producer's next tick tries it again (or, once quarantined, its retry time does).
+/// * A batch that failed as a whole (the database or Redis down, after in-process retries) goes
+///   back to the queue, until its last attempt, which sends it to the dead letter.
+async fn handle(
+    job: Incoming,
+    attempt: Attempt,
+    batcher: Data<Batcher>,
+    max: Data<MaxAttempts>,
+) -> Result<(), BoxDynError> {
+    let job = job.into_job().map_err(|error| {
+        tracing::warn!(%error, "malformed job sent to the dead letter");
+        AbortError::new(error)
+    })?;
+    match batcher.refresh(job.group).await {
+        Ok(Refreshed::Done(_) | Refreshed::Failed(_)) => Ok(()),
+        Err(error) if attempt.current() >= max.0.0 => {
+            tracing::warn!(group = job.group, attempts = attempt.current(), %error, "job sent to the dead letter");
+            Err(AbortError::new(format!("{error} (gave up after {} attempts)", attempt.current())).into())
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Runs one worker process until `shutdown`, then drains: in-flight jobs finish (bounded by
@@ -32,11 +56,14 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
     let options =
         QueueOptions { fetch_size: ws.batch_size, heartbeat: ws.heartbeat, missed_heartbeats: ws.missed_heartbeats };
     let queue = Queue::new(cache.connection(), cache.keys(), &options);
+    let retry = RetryPolicy { attempts: ws.retry_attempts, backoff: ws.retry_backoff };
+    let quarantine = QuarantinePolicy { after: ws.quarantine_after, retry: ws.quarantine_retry };
     let (batcher, batcher_task) = Batcher::spawn(
-        Refresher::new(source, cache),
-        BatcherOptions { batch_size: ws.batch_size, batch_wait: ws.batch_wait },
+        Refresher::new(source, cache).with_retry(retry),
+        BatcherOptions { batch_size: ws.batch_size, batch_wait: ws.batch_wait, quarantine },
         Some(queue.clone()),
     );
+    let max_attempts = MaxAttempts(ws.max_attempts.max(1) as usize);
 
     let name = worker_name("worker");
     tracing::info!(worker = %name, concurrency = ws.concurrency, batch_size = ws.batch_size, "worker started");
@@ -45,7 +72,7 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
 
     let (concurrency, poll_every) = (ws.concurrency.max(1), ws.poll_interval);
     let worker_batcher = batcher.clone();
-    let (worker_queue, worker_name_base) = (queue.clone(), name.clone());
+    let (worker_queue, worker_name_base, recovery_queue) = (queue.clone(), name.clone(), queue.clone());
     let starts = Arc::new(AtomicUsize::new(0));
     let worker_starts = starts.clone();
     let monitor = Monitor::new()
@@ -54,13 +81,17 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
             // A restarted worker registers under a new name: the old one may still be inside the
             // orphan window, and its jobs are re-enqueued by the survivors.
             WorkerBuilder::new(format!("{worker_name_base}-{restarts}"))
-                .backend(worker_queue.storage().poll_with_strategy(TickPoll::new(poll_every)))
+                .backend(worker_queue.consumer_storage().poll_with_strategy(TickPoll::new(poll_every)))
                 .concurrency(concurrency)
                 .data(worker_batcher.clone())
+                .data(max_attempts)
                 .build(handle)
         })
-        .should_restart(|ctx, error| {
+        .should_restart(move |ctx, error| {
             tracing::warn!(worker = ctx.name(), %error, "worker stopped on a backend error; restarting");
+            // The stopped worker's fetched jobs would wait out the orphan window; one of them may
+            // be the undecodable payload that stopped it, and would stop the next worker too.
+            tokio::spawn(recover(recovery_queue.clone(), ctx.name().to_owned()));
             true
         });
     let stop = {
@@ -80,6 +111,19 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
     result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Takes back the jobs of a worker that stopped on an error (see `Queue::recover_stopped_worker`).
+async fn recover(queue: Queue, worker: String) {
+    match queue.recover_stopped_worker(&worker).await {
+        Ok((requeued, dead)) if requeued + dead > 0 => {
+            tracing::warn!(worker, requeued, dead, "took back the stopped worker's jobs; undecodable ones are dead")
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(worker, %error, "could not take back the stopped worker's jobs; the orphan sweep will")
+        }
+    }
 }
 
 /// Removes finished jobs every few seconds. Every worker does it; `SPOP` makes that safe.

@@ -45,7 +45,7 @@ impl Sandbox {
         let tag = format!("{}_{}", std::process::id(), Utc::now().timestamp_millis());
         let schema = format!("ranq_bench_{tag}");
         let admin = Source::connect(url, 1).await?;
-        if let Source::Postgres(pool) = &admin {
+        if let ranq_db::Pool::Postgres(pool) = admin.pool() {
             sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(pool).await?;
         }
         let separator = if url.contains('?') { '&' } else { '?' };
@@ -79,7 +79,7 @@ impl Sandbox {
             }
             cursor = next;
         }
-        if let Source::Postgres(pool) = &self.admin {
+        if let ranq_db::Pool::Postgres(pool) = self.admin.pool() {
             let _ = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema)).execute(pool).await;
         }
         self.admin.close().await;

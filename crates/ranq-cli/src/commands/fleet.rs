@@ -26,7 +26,7 @@ fn serve_metrics(ctx: &Context) -> anyhow::Result<()> {
 
 pub async fn producer(ctx: &Context) -> anyhow::Result<ExitCode> {
     serve_metrics(ctx)?;
-    let source = ctx.source(2).await?;
+    let source = ctx.reading_source(2).await?;
     let cache = ctx.cache().await?;
     ranq_producer::run(&ctx.settings, source.clone(), cache, shutdown_on_signals()).await?;
     source.close().await;
@@ -35,7 +35,7 @@ pub async fn producer(ctx: &Context) -> anyhow::Result<ExitCode> {
 
 pub async fn worker(ctx: &Context) -> anyhow::Result<ExitCode> {
     serve_metrics(ctx)?;
-    let source = ctx.source(ctx.settings.worker.db_pool).await?;
+    let source = ctx.reading_source(ctx.settings.worker.db_pool).await?;
     let cache = ctx.cache().await?;
     ranq_worker::run(&ctx.settings, source.clone(), cache, shutdown_on_signals()).await?;
     source.close().await;

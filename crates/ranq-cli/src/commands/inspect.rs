@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use ranq_core::GroupId;
-use ranq_queue::{Queue, QueueOptions};
 use ranq_read::response::ReadOutcome;
 use serde_json::json;
 
@@ -39,51 +38,56 @@ pub async fn get(ctx: &Context, args: &GetArgs) -> anyhow::Result<ExitCode> {
                 "group {}  {}  age {} ms  version {}",
                 response.group, response.status, response.age_ms, response.version
             );
+            if let Some(error) = &response.error {
+                println!("quarantined: its refresh keeps failing, this is its last good snapshot: {error}");
+            }
             println!("{:>5}  {:>20}  {:>20}", "rank", "member", "score");
             for e in &response.entries {
                 println!("{:>5}  {:>20}  {:>20}", e.rank, e.member, e.score);
             }
             Ok(ExitCode::SUCCESS)
         }
-        ReadOutcome::Miss(_) if args.json => {
-            println!(
-                "{}",
-                json!({ "error": format!("group {group} is not cached"), "status": "MISS", "group": group })
-            );
+        ReadOutcome::Miss { error, .. } if args.json => {
+            println!("{}", ranq_read::response::miss_body(group, error));
             Ok(ExitCode::from(1))
         }
-        ReadOutcome::Miss(_) => {
+        ReadOutcome::Miss { error, .. } => {
             println!("group {group}  MISS  (not cached, or older than read.max_age)");
+            if let Some(error) = error {
+                println!("quarantined: its refresh keeps failing: {error}");
+            }
             Ok(ExitCode::from(1))
         }
     }
 }
 
+/// Quarantined groups listed by `status` (the count covers all of them).
+const QUARANTINE_SHOWN: usize = 10;
+
 pub async fn status(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let cache = ctx.cache().await?;
     let keys = cache.keys().clone();
     let mut conn = cache.connection();
-    let queue = Queue::new(
-        cache.connection(),
-        &keys,
-        &QueueOptions {
-            heartbeat: ctx.settings.worker.heartbeat,
-            missed_heartbeats: ctx.settings.worker.missed_heartbeats,
-            ..QueueOptions::default()
-        },
-    );
-    let q = queue.stats().await?;
+    let q = ctx.queue(&cache).stats().await?;
     let ticks = ranq_producer::read_tick_counters(&mut conn, &keys).await?;
     let last_tick = ranq_producer::read_last_tick(&mut conn, &keys).await?;
     let leader = ranq_producer::read_leader(&mut conn, &keys).await?;
     let f = cache.freshness_counts(&ctx.settings.read.freshness(), chrono::Utc::now()).await?;
+    let (quarantined, worst) = cache.quarantined(QUARANTINE_SHOWN).await?;
+    let quarantine: Vec<_> = worst
+        .iter()
+        .map(|(group, h)| {
+            json!({ "group": group, "failures": h.failures, "error": h.error, "since": h.since(), "retry_at": h.retry_at() })
+        })
+        .collect();
     let status = json!({
         "leader": leader,
         "last_tick": last_tick,
         "ticks": ticks,
         "queue": { "pending": q.pending, "running": q.running, "dead": q.dead },
         "workers": { "alive": q.workers_alive },
-        "groups": { "cached": f.cached, "fresh": f.fresh, "stale": f.stale, "expired": f.expired, "quarantined": 0 },
+        "groups": { "cached": f.cached, "fresh": f.fresh, "stale": f.stale, "expired": f.expired, "quarantined": quarantined },
+        "quarantine": quarantine,
     });
     if args.json {
         println!("{status}");
@@ -110,5 +114,18 @@ pub async fn status(ctx: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode
     println!("queue        {} pending, {} running, {} dead", q.pending, q.running, q.dead);
     println!("workers      {} alive", q.workers_alive);
     println!("groups       {} cached: {} fresh, {} stale, {} expired (MISS)", f.cached, f.fresh, f.stale, f.expired);
+    println!("quarantined  {quarantined}");
+    for (group, h) in &worst {
+        let retry = h.retry_at().map_or_else(|| "-".to_owned(), |t| t.format("%H:%M:%S").to_string());
+        println!(
+            "  group {group}: {} failures since {}, retry at {retry}: {}",
+            h.failures,
+            h.since().format("%H:%M:%S"),
+            h.error
+        );
+    }
+    if quarantined > worst.len() as u64 {
+        println!("  … and {} more", quarantined - worst.len() as u64);
+    }
     Ok(ExitCode::SUCCESS)
 }

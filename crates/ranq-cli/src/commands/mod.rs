@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod dead;
 pub mod fleet;
 pub mod inspect;
 pub mod refresh;

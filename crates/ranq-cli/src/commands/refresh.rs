@@ -58,7 +58,7 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<ExitCo
 /// The groups named on the command line (`-` reads ids from stdin), or every group with `--all`.
 async fn target_groups(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<Vec<GroupId>> {
     if args.all {
-        let source = ctx.source(1).await?;
+        let source = ctx.reading_source(1).await?;
         let groups = source.group_ids().await?;
         source.close().await;
         return Ok(groups);

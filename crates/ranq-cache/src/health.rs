@@ -1,0 +1,116 @@
+//! Refresh failures per group and the quarantine built on them.
+//!
+//! A group whose rows break the query fails on every refresh; retrying it every tick burns a
+//! batch's time for nothing. After `quarantine_after` failures in a row it is quarantined: the
+//! producer leaves it out of ticks until its retry time, its last good snapshot keeps being served
+//! (flagged with the error), and one successful refresh ends it (`Cache::write_batch` clears the
+//! record in the same round trip as the write).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ranq_core::{GroupHealth, GroupId};
+
+use crate::{Cache, CacheError};
+
+static RECORD_FAILURES: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("record_failures.lua")));
+
+/// When failures turn into a quarantine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuarantinePolicy {
+    pub after: u32,
+    pub retry: Duration,
+}
+
+impl Cache {
+    /// Counts one more failure for each `(group, error)`; returns the groups this quarantined.
+    pub async fn record_failures(
+        &self,
+        failures: &[(GroupId, String)],
+        policy: QuarantinePolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<GroupId>, CacheError> {
+        if failures.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = RECORD_FAILURES.key(self.keys().quarantine_failures());
+        invocation
+            .key(self.keys().quarantine_due())
+            .arg(now.timestamp_millis())
+            .arg(policy.after.max(1))
+            .arg(u64::try_from(policy.retry.as_millis()).unwrap_or(u64::MAX));
+        for (group, error) in failures {
+            invocation.arg(group).arg(error);
+        }
+        let mut conn = self.connection();
+        Ok(invocation.invoke_async(&mut conn).await?)
+    }
+
+    /// The failure record of `group`, if its last refresh failed.
+    pub async fn health(&self, group: GroupId) -> Result<Option<GroupHealth>, CacheError> {
+        let mut conn = self.connection();
+        let raw: Option<String> =
+            redis::cmd("HGET").arg(self.keys().quarantine_failures()).arg(group).query_async(&mut conn).await?;
+        Ok(raw.and_then(|json| decode_health(group, &json)))
+    }
+
+    /// Quarantined groups whose retry time is after `now`: the producer leaves them out.
+    pub async fn quarantined_until_later(&self, now: DateTime<Utc>) -> Result<Vec<GroupId>, CacheError> {
+        let mut conn = self.connection();
+        Ok(redis::cmd("ZRANGE")
+            .arg(self.keys().quarantine_due())
+            .arg(format!("({}", now.timestamp_millis()))
+            .arg("+inf")
+            .arg("BYSCORE")
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// Quarantined groups whose retry is due at `now` (at most `limit`).
+    pub async fn quarantine_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<GroupId>, CacheError> {
+        let mut conn = self.connection();
+        Ok(redis::cmd("ZRANGE")
+            .arg(self.keys().quarantine_due())
+            .arg("-inf")
+            .arg(now.timestamp_millis())
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit.max(1))
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// How many groups are quarantined, and the records of the first `limit` (soonest retry first).
+    pub async fn quarantined(&self, limit: usize) -> Result<(u64, Vec<(GroupId, GroupHealth)>), CacheError> {
+        let mut conn = self.connection();
+        let (count, groups): (u64, Vec<GroupId>) = redis::pipe()
+            .cmd("ZCARD")
+            .arg(self.keys().quarantine_due())
+            .cmd("ZRANGE")
+            .arg(self.keys().quarantine_due())
+            .arg(0)
+            .arg(limit.saturating_sub(1))
+            .query_async(&mut conn)
+            .await?;
+        if groups.is_empty() || limit == 0 {
+            return Ok((count, Vec::new()));
+        }
+        let raw: Vec<Option<String>> =
+            redis::cmd("HMGET").arg(self.keys().quarantine_failures()).arg(&groups).query_async(&mut conn).await?;
+        let records = groups
+            .into_iter()
+            .zip(raw)
+            .filter_map(|(g, json)| json.and_then(|j| decode_health(g, &j)).map(|h| (g, h)))
+            .collect();
+        Ok((count, records))
+    }
+}
+
+pub(crate) fn decode_health(group: GroupId, json: &str) -> Option<GroupHealth> {
+    serde_json::from_str(json)
+        .inspect_err(|e| tracing::warn!(group, error = %e, "unreadable failure record ignored"))
+        .ok()
+}

@@ -1,0 +1,259 @@
+//! Workers under failure (issue: workers survive anything): malformed jobs end in the dead letter
+//! without stopping anyone, transient failures are retried then dead-lettered and can be retried
+//! by hand, a group whose SQL keeps failing is quarantined while every other group stays FRESH,
+//! and custom source SQL is checked at start-up.
+
+use std::process::Output;
+use std::time::Duration;
+
+use apalis::prelude::TaskSink;
+use ranq_core::Entry;
+use ranq_db::Source;
+use ranq_queue::{Queue, QueueOptions, RedisStorage};
+use ranq_tests::{Dialect, Proc, TestEnv, eventually, execute, free_port, truth};
+use serde_json::Value;
+
+fn output(cmd: &mut std::process::Command) -> Output {
+    cmd.output().expect("ranq runs")
+}
+
+/// Runs a read command with `--json` and parses what it printed.
+fn json_of(cmd: &mut std::process::Command) -> Value {
+    let out = output(cmd);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("not JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+/// Pushes a job whose stored payload is exactly `payload`, bypassing every type check: what a
+/// client in another language, an older ranq, or a corrupted write could leave on the queue.
+async fn push_raw(env: &TestEnv, payload: &[u8]) {
+    let cache = env.cache().await;
+    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
+    let marker = format!("raw-{}", ranq_tests::free_port());
+    let mut storage: RedisStorage<Value> = RedisStorage::new(cache.connection()).with_config(queue.config().clone());
+    storage.push(Value::String(marker.clone())).await.unwrap();
+    let mut conn = cache.connection();
+    let data_hash = queue.config().job_data_hash();
+    let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL").arg(&data_hash).query_async(&mut conn).await.unwrap();
+    let id = all.into_iter().find(|(_, v)| v == format!("\"{marker}\"").as_bytes()).map(|(id, _)| id).unwrap();
+    redis::cmd("HSET").arg(&data_hash).arg(id).arg(payload).query_async::<()>(&mut conn).await.unwrap();
+}
+
+fn worker(env: &TestEnv, name: &str, extra_env: &[(&str, &str)]) -> Proc {
+    let mut cmd = env.ranq();
+    cmd.args(["worker", "--batch-size", "16"]);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    Proc::spawn(name, cmd)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_jobs_end_in_the_dead_letter_and_workers_keep_running() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(5, 20).await;
+    // Valid JSON that is not a refresh job, and bytes that are not JSON at all.
+    push_raw(&env, br#"{"grp":1,"kind":"mystery"}"#).await;
+    push_raw(&env, b"\xff\xfe not json {").await;
+    let mut w = worker(&env, "worker", &[]);
+
+    let dead = eventually(Duration::from_secs(30), "both malformed jobs in the dead letter", || async {
+        let listed = json_of(env.ranq().args(["dead", "list", "--json"]));
+        (listed["total"] == 2).then_some(listed)
+    })
+    .await;
+    let errors: Vec<&str> =
+        dead["jobs"].as_array().unwrap().iter().map(|j| j["error"].as_str().unwrap_or("")).collect();
+    assert!(errors.iter().any(|e| e.contains("malformed refresh job")), "{dead}");
+    assert!(errors.iter().any(|e| e.contains("undecodable payload")), "{dead}");
+    assert!(dead["jobs"].as_array().unwrap().iter().all(|j| j["group"].is_null()), "{dead}");
+
+    // The worker still refreshes.
+    let refreshed = output(env.ranq().args(["refresh", "1", "2", "3", "--wait", "--timeout", "30s"]));
+    assert!(refreshed.status.success(), "{}", String::from_utf8_lossy(&refreshed.stderr));
+    assert!(w.is_running(), "the worker survived the malformed jobs");
+
+    // Malformed jobs cannot be retried, only purged.
+    let retried = json_of(env.ranq().args(["dead", "retry", "--all", "--json"]));
+    assert_eq!((retried["retried"].as_u64(), retried["malformed"].as_array().map(Vec::len)), (Some(0), Some(2)));
+    let purged = json_of(env.ranq().args(["dead", "purge", "--all", "--json"]));
+    assert_eq!(purged["purged"], 2);
+    let status = json_of(env.ranq().args(["status", "--json"]));
+    assert_eq!(status["queue"]["dead"], 0, "{status}");
+
+    assert!(w.terminate(Duration::from_secs(20)).success(), "SIGTERM drains and exits 0");
+    env.cleanup().await;
+}
+
+/// A `top_query` over the reference schema that fails with `40001` (serialization failure, a
+/// transient error) while `ranq_flaky` has a row, and divides by zero for groups in `ranq_poison`.
+async fn install_failure_switches(source: &Source) {
+    execute(source, "CREATE TABLE ranq_flaky (on_ boolean)").await;
+    execute(source, "CREATE TABLE ranq_poison (group_id bigint PRIMARY KEY)").await;
+    execute(
+        source,
+        "CREATE FUNCTION ranq_flaky_check() RETURNS int LANGUAGE plpgsql AS $$
+         BEGIN
+           IF EXISTS (SELECT 1 FROM ranq_flaky) THEN
+             RAISE EXCEPTION 'injected serialization failure' USING ERRCODE = '40001';
+           END IF;
+           RETURN 1;
+         END $$",
+    )
+    .await;
+}
+
+const SWITCHED_TOP_QUERY: &str = "
+SELECT s.group_id, s.member_id,
+       s.score / (CASE WHEN p.group_id IS NULL THEN 1 ELSE 0 END) * ranq_flaky_check() AS score,
+       row_number() OVER (PARTITION BY s.group_id ORDER BY s.score DESC, s.updated_at, s.member_id) AS rank
+FROM ranq_scores s LEFT JOIN ranq_poison p ON p.group_id = s.group_id
+WHERE s.group_id = ANY($1)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_is_retried_then_dead_lettered_and_dead_retry_brings_it_back() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(5, 20).await;
+    let source = env.source().await;
+    install_failure_switches(&source).await;
+    execute(&source, "INSERT INTO ranq_flaky VALUES (true)").await;
+    let settings = [
+        ("RANQ_SOURCE__TOP_QUERY", SWITCHED_TOP_QUERY),
+        ("RANQ_WORKER__RETRY_ATTEMPTS", "3"),
+        ("RANQ_WORKER__RETRY_BACKOFF", "10ms"),
+        ("RANQ_WORKER__MAX_ATTEMPTS", "2"),
+    ];
+    let mut w = worker(&env, "worker", &settings);
+    let pushed = output(env.ranq().args(["refresh", "4"]));
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+
+    let dead = eventually(Duration::from_secs(30), "the job dead after its two attempts", || async {
+        let listed = json_of(env.ranq().args(["dead", "list", "--json"]));
+        (listed["total"] == 1).then_some(listed)
+    })
+    .await;
+    let job = &dead["jobs"][0];
+    assert_eq!((job["group"].as_i64(), job["attempts"].as_u64()), (Some(4), Some(2)), "{dead}");
+    assert!(job["error"].as_str().unwrap().contains("injected serialization failure"), "{dead}");
+    let missing = output(env.ranq().args(["get", "4"]));
+    assert_eq!(missing.status.code(), Some(1), "nothing was cached while the database failed");
+
+    // The database recovers; the operator retries the dead job.
+    execute(&source, "DELETE FROM ranq_flaky").await;
+    let id = job["id"].as_str().unwrap();
+    let retried = json_of(env.ranq().args(["dead", "retry", id, "--json"]));
+    assert_eq!(retried["retried"], 1, "{retried}");
+    let cache = env.cache().await;
+    let snapshot = eventually(Duration::from_secs(30), "group 4 cached after the retry", || async {
+        cache.snapshot(4).await.unwrap()
+    })
+    .await;
+    assert_eq!(snapshot.entries, truth(&source, 4).await);
+    assert_eq!(json_of(env.ranq().args(["status", "--json"]))["queue"]["dead"], 0);
+
+    assert!(w.terminate(Duration::from_secs(20)).success());
+    source.close().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_keeps_failing_is_quarantined_and_served_flagged_while_the_rest_stay_fresh() {
+    const GROUPS: i64 = 12;
+    const POISONED: i64 = 7;
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(GROUPS as u32, 30).await;
+    let source = env.source().await;
+    install_failure_switches(&source).await;
+    let settings = [
+        ("RANQ_SOURCE__TOP_QUERY", SWITCHED_TOP_QUERY),
+        ("RANQ_WORKER__QUARANTINE_AFTER", "3"),
+        ("RANQ_WORKER__QUARANTINE_RETRY", "1h"),
+        ("RANQ_READ__STALE_AFTER", "3s"),
+    ];
+    let mut w = worker(&env, "worker", &settings);
+    let mut producer = {
+        let mut cmd = env.ranq();
+        cmd.args(["producer", "--schedule", "* * * * * *"]);
+        for (k, v) in settings {
+            cmd.env(k, v);
+        }
+        Proc::spawn("producer", cmd)
+    };
+    let port = free_port();
+    let mut serve = {
+        let mut cmd = env.ranq();
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).env("RANQ_READ__STALE_AFTER", "3s");
+        Proc::spawn("serve", cmd)
+    };
+    let cache = env.cache().await;
+    let all_cached = output(env.ranq().args(["refresh", "--all", "--wait", "--timeout", "30s"]));
+    assert!(all_cached.status.success(), "{}", String::from_utf8_lossy(&all_cached.stderr));
+    let last_good: Vec<Entry> = cache.snapshot(POISONED).await.unwrap().unwrap().entries;
+
+    execute(&source, &format!("INSERT INTO ranq_poison VALUES ({POISONED})")).await;
+    let status = eventually(Duration::from_secs(30), "group 7 quarantined", || async {
+        let status = json_of(env.ranq().args(["status", "--json"]));
+        (status["groups"]["quarantined"] == 1).then_some(status)
+    })
+    .await;
+    let q = &status["quarantine"][0];
+    assert_eq!((q["group"].as_i64(), q["failures"].as_u64()), (Some(POISONED), Some(3)), "{status}");
+    assert!(q["error"].as_str().unwrap().contains("division by zero"), "{status}");
+
+    // Ticks go on every second; the quarantined group is left out of them, everyone else is
+    // refreshed (FRESH means younger than 3 s here) and equals the SQL truth.
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for group in 1..=GROUPS {
+        let response = http.get(format!("{base}/v1/groups/{group}/top")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "group {group}");
+        let body: Value = response.json().await.unwrap();
+        let entries: Vec<Entry> = serde_json::from_value(body["entries"].clone()).unwrap();
+        if group == POISONED {
+            assert_eq!((body["status"].as_str(), body["quarantined"].as_bool()), (Some("STALE"), Some(true)), "{body}");
+            assert!(body["error"].as_str().unwrap().contains("division by zero"), "{body}");
+            assert_eq!(entries, last_good, "the last good snapshot is served");
+        } else {
+            assert_eq!(body["status"], "FRESH", "group {group}: {body}");
+            assert!(body.get("quarantined").is_none() && body.get("error").is_none(), "{body}");
+            assert_eq!(entries, truth(&source, group).await, "group {group}");
+        }
+    }
+    let health = cache.health(POISONED).await.unwrap().unwrap();
+    assert_eq!(health.failures, 3, "a quarantined group is not retried every tick");
+
+    // Fixed at the source, a manual refresh ends the quarantine at once.
+    execute(&source, "DELETE FROM ranq_poison").await;
+    let fixed = output(env.ranq().args(["refresh", &POISONED.to_string(), "--wait", "--timeout", "30s"]));
+    assert!(fixed.status.success(), "{}", String::from_utf8_lossy(&fixed.stderr));
+    assert_eq!(json_of(env.ranq().args(["status", "--json"]))["groups"]["quarantined"], 0);
+    assert!(cache.health(POISONED).await.unwrap().is_none());
+
+    for p in [&mut producer, &mut w, &mut serve] {
+        assert!(p.terminate(Duration::from_secs(20)).success(), "{} exits 0 on SIGTERM", p.name);
+    }
+    source.close().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn custom_sql_without_a_required_column_is_a_configuration_error_naming_it() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    let out =
+        output(env.ranq().args(["worker"]).env(
+            "RANQ_SOURCE__TOP_QUERY",
+            "SELECT group_id, member_id, score FROM ranq_scores WHERE group_id = ANY($1)",
+        ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("source.top_query") && stderr.contains("`rank`"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let out = output(env.ranq().args(["producer"]).env("RANQ_SOURCE__GROUP_IDS_QUERY", "SELECT nope FROM nowhere"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("source.group_ids_query") && stderr.contains("nowhere"), "{stderr}");
+    env.cleanup().await;
+}
