@@ -257,3 +257,51 @@ async fn custom_sql_without_a_required_column_is_a_configuration_error_naming_it
     assert!(stderr.contains("source.group_ids_query") && stderr.contains("nowhere"), "{stderr}");
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_ten_times_mid_sweep_loses_no_refresh() {
+    const GROUPS: i64 = 1_000;
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(GROUPS as u32, 50).await;
+    let source = env.source().await;
+    let cache = env.cache().await;
+    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
+    let mut steady = worker(&env, "steady", &[]);
+
+    let mut held_at_kills = 0;
+    let mut last_kill = std::time::Instant::now();
+    for round in 1..=10_i64 {
+        let mut victim = worker(&env, &format!("victim-{round}"), &[]);
+        // New scores in every group, then a sweep that must pick them up.
+        execute(&source, &format!("UPDATE ranq_scores SET score = score + (member_id * {round}) % 97")).await;
+        let sweep = output(env.ranq().args(["refresh", "--all"]));
+        assert!(sweep.status.success(), "{}", String::from_utf8_lossy(&sweep.stderr));
+        tokio::time::sleep(Duration::from_millis(150 + 20 * round as u64)).await;
+        held_at_kills += queue.stats().await.unwrap().running;
+        nix::sys::signal::kill(victim.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
+        last_kill = std::time::Instant::now();
+        let _ = victim.terminate_killed();
+    }
+    assert!(held_at_kills > 0, "the kills landed while jobs were running");
+
+    let mut expected = std::collections::HashMap::new();
+    for group in 1..=GROUPS {
+        expected.insert(group, truth(&source, group).await);
+    }
+    let budget = Duration::from_secs(15).saturating_sub(last_kill.elapsed());
+    eventually(budget, "every group equal to the SQL truth within 15 s of the last kill", || async {
+        for group in 1..=GROUPS {
+            match cache.snapshot(group).await.unwrap() {
+                Some(s) if s.entries == expected[&group] => {}
+                _ => return None,
+            }
+        }
+        Some(())
+    })
+    .await;
+    eprintln!("converged {:?} after the last kill", last_kill.elapsed());
+    assert!(steady.is_running());
+    assert!(steady.terminate(Duration::from_secs(20)).success());
+    source.close().await;
+    env.cleanup().await;
+}

@@ -57,6 +57,11 @@ impl Proc {
         }
     }
 
+    /// Reaps a process that was killed by a signal (so it leaves no zombie), returning its status.
+    pub fn terminate_killed(&mut self) -> ExitStatus {
+        self.child.wait().expect("wait works")
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -36,7 +36,7 @@ pub struct QueueOptions {
 
 impl Default for QueueOptions {
     fn default() -> Self {
-        Self { fetch_size: 128, heartbeat: Duration::from_secs(5), missed_heartbeats: 2 }
+        Self { fetch_size: 128, heartbeat: Duration::from_secs(2), missed_heartbeats: 3 }
     }
 }
 
