@@ -112,6 +112,28 @@ pub enum BenchCommand {
     /// Many full ticks back to back through the real producer tick, queue and worker processes:
     /// time per tick, Redis memory and worker RSS from the first tick to the last.
     Soak(SoakArgs),
+    /// One full refresh of every group through the real queue and worker processes, beside the
+    /// no-op queue ceiling, a naive one-query-per-group refresh and the batched SQL + SET floor.
+    Refresh(RefreshBenchArgs),
+    /// A worker that acks every job without work (the refresh bench's ceiling).
+    #[command(hide = true)]
+    NoopWorker,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshBenchArgs {
+    /// Groups to seed.
+    #[arg(long, default_value_t = 10_000)]
+    pub groups: u32,
+    /// Members per group.
+    #[arg(long, default_value_t = 200)]
+    pub members: u32,
+    /// Worker processes (and parallel loops for the no-queue floor).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+    /// Also write the report as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -48,5 +48,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dead(command) => commands::dead::dead(&ctx, &command).await,
         Command::Up(args) => commands::up::up(&ctx, &args).await,
         Command::Bench(cli::BenchCommand::Soak(args)) => commands::bench::soak(&ctx, &args).await,
+        Command::Bench(cli::BenchCommand::Refresh(args)) => commands::bench::refresh(&ctx, &args).await,
+        Command::Bench(cli::BenchCommand::NoopWorker) => commands::bench::noop_worker(&ctx).await,
     }
 }

@@ -10,7 +10,9 @@
 //! re-run harmless.
 
 mod batcher;
+mod noop;
 mod run;
 
 pub use batcher::{BatchError, Batcher, BatcherOptions, MAX_BACKOFF, Refreshed, Refresher, RetryPolicy};
+pub use noop::run_noop;
 pub use run::run;

@@ -7,7 +7,7 @@ use ranq_runtime::Shutdown;
 
 use crate::context::{Context, UsageError};
 
-fn shutdown_on_signals() -> Shutdown {
+pub fn shutdown_on_signals() -> Shutdown {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     shutdown

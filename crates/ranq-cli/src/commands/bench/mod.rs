@@ -21,6 +21,10 @@ use tokio::process::{Child, Command};
 use crate::cli::SoakArgs;
 use crate::context::{Context, UsageError};
 
+mod refresh;
+
+pub use refresh::refresh;
+
 /// Longest wait for one tick's groups to be refreshed before the bench gives up.
 const TICK_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -56,33 +60,55 @@ impl Sandbox {
     }
 
     async fn remove(self) {
-        let mut conn = self.cache.connection();
-        let pattern = self.cache.keys().all_pattern();
-        let mut cursor: u64 = 0;
-        loop {
-            let Ok((next, keys)) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async::<(u64, Vec<String>)>(&mut conn)
-                .await
-            else {
-                break;
-            };
-            if !keys.is_empty() {
-                let _ = redis::cmd("UNLINK").arg(&keys).query_async::<()>(&mut conn).await;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let _ = unlink_matching(&self.cache, &self.cache.keys().all_pattern()).await;
         if let ranq_db::Pool::Postgres(pool) = self.admin.pool() {
             let _ = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema)).execute(pool).await;
         }
         self.admin.close().await;
+    }
+}
+
+/// Deletes every key matching `pattern` (SCAN, then UNLINK page by page).
+async fn unlink_matching(cache: &Cache, pattern: &str) -> anyhow::Result<()> {
+    let mut conn = cache.connection();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("UNLINK").arg(&keys).query_async::<()>(&mut conn).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// `ranq bench noop-worker` (hidden): the no-op consumer the refresh bench measures its ceiling with.
+pub async fn noop_worker(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let cache = ctx.cache().await?;
+    ranq_worker::run_noop(&ctx.settings, cache.connection(), cache.keys(), super::fleet::shutdown_on_signals()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERMs every child, then waits for each (killing it if it outlives `grace`).
+async fn stop_all(children: &mut [Child], grace: Duration) {
+    for child in children.iter() {
+        if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    for child in children.iter_mut() {
+        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+            let _ = child.kill().await;
+        }
     }
 }
 
@@ -131,19 +157,10 @@ async fn run_soak(ctx: &Context, args: &SoakArgs, sandbox: &Sandbox) -> anyhow::
 
     let mut workers = Vec::new();
     for _ in 0..args.workers {
-        workers.push(spawn_worker(&sandbox.database_url, &ctx.settings.redis_url, &sandbox.namespace)?);
+        workers.push(spawn_role(&["worker"], &sandbox.database_url, &ctx.settings.redis_url, &sandbox.namespace)?);
     }
     let outcome = tick_repeatedly(ctx, args, sandbox, source, &mut workers).await;
-    for worker in &workers {
-        if let Some(pid) = worker.id().and_then(|id| i32::try_from(id).ok()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-    }
-    for worker in &mut workers {
-        if tokio::time::timeout(ctx.settings.shutdown_timeout, worker.wait()).await.is_err() {
-            let _ = worker.kill().await;
-        }
-    }
+    stop_all(&mut workers, ctx.settings.shutdown_timeout).await;
     let (tick_seconds, memory, rss) = outcome?;
     let mut sorted = tick_seconds.clone();
     sorted.sort_by(f64::total_cmp);
@@ -202,7 +219,8 @@ async fn tick_repeatedly(
             TickOutcome::Enqueued { deferred: 0, .. } => {}
             other => anyhow::bail!("tick {i} did not enqueue every group: {other:?}"),
         }
-        wait_until_refreshed(&cache, u64::from(args.groups), start.timestamp_micros(), workers).await?;
+        wait_until_refreshed(&cache, u64::from(args.groups), start.timestamp_micros(), workers, TICK_TIMEOUT, None)
+            .await?;
         let seconds = (Utc::now() - start).to_std().unwrap_or_default().as_secs_f64();
         times.push(seconds);
         bar.set_message(format!("{seconds:.2}s"));
@@ -217,25 +235,34 @@ async fn tick_repeatedly(
     Ok((times, memory, rss))
 }
 
-async fn wait_until_refreshed(cache: &Cache, groups: u64, since: i64, workers: &mut [Child]) -> anyhow::Result<()> {
-    let deadline = Instant::now() + TICK_TIMEOUT;
+/// Waits until `groups` snapshots have a version read after `since` (µs), failing if a worker
+/// dies or `timeout` passes.
+async fn wait_until_refreshed(
+    cache: &Cache,
+    groups: u64,
+    since: i64,
+    workers: &mut [Child],
+    timeout: Duration,
+    progress: Option<&ProgressBar>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
     let mut conn = cache.connection();
     loop {
         let done: u64 =
             redis::cmd("ZCOUNT").arg(cache.keys().index()).arg(since).arg("+inf").query_async(&mut conn).await?;
+        if let Some(bar) = progress {
+            bar.set_position(done);
+        }
         if done >= groups {
             return Ok(());
         }
         for worker in workers.iter_mut() {
             if let Some(status) = worker.try_wait()? {
-                anyhow::bail!("a worker died during the soak ({status}); run one by hand to see why");
+                anyhow::bail!("a worker died during the benchmark ({status}); run one by hand to see why");
             }
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the tick did not finish within {TICK_TIMEOUT:?}: {done} of {groups} refreshed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        anyhow::ensure!(Instant::now() < deadline, "not refreshed within {timeout:?}: {done} of {groups}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -259,10 +286,12 @@ fn worker_rss(workers: &[Child]) -> Vec<u64> {
         .collect()
 }
 
-fn spawn_worker(database_url: &str, redis_url: &str, namespace: &str) -> anyhow::Result<Child> {
+/// Starts `ranq <args>` on the bench's database and namespace (other settings are inherited
+/// from this process's environment, so `RANQ_WORKER__*` tunes the bench's workers too).
+fn spawn_role(args: &[&str], database_url: &str, redis_url: &str, namespace: &str) -> anyhow::Result<Child> {
     let exe: PathBuf = std::env::current_exe()?;
     Command::new(exe)
-        .arg("worker")
+        .args(args)
         .env("DATABASE_URL", database_url)
         .env("REDIS_URL", redis_url)
         .env("RANQ_NAMESPACE", namespace)
@@ -272,7 +301,7 @@ fn spawn_worker(database_url: &str, redis_url: &str, namespace: &str) -> anyhow:
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start a worker: {e}"))
+        .map_err(|e| anyhow::anyhow!("cannot start `ranq {}`: {e}", args.join(" ")))
 }
 
 fn print_soak(r: &SoakReport) {

@@ -1,0 +1,322 @@
+//! `ranq bench refresh`: one full refresh of every group through the real queue and worker
+//! processes, beside the figures that say what it is worth, all in the same run:
+//!
+//! * **no-op ceiling** — the same number of jobs through the same queue configuration and number
+//!   of worker processes, each job acked without work: what one job per group can reach at best;
+//! * **naive** — one query and one `SET` per group, no queue: what a simple script does;
+//! * **floor** — batched SQL and pipelined `SET`s with the workers' batch size and parallelism, no
+//!   queue: what the database and Redis allow;
+//! * **fenced, no queue** — ranq's own `Refresher` (batched SQL, fenced pipeline) without the queue,
+//!   which separates the fence's cost from the queue's.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use indicatif::{ProgressBar, ProgressStyle};
+use ranq_cache::Cache;
+use ranq_core::job::Reason;
+use ranq_core::{GroupId, RefreshJob, Snapshot};
+use ranq_db::{SeedOptions, Source};
+use ranq_queue::{Queue, QueueOptions};
+use ranq_worker::Refresher;
+use serde::Serialize;
+use tokio::process::Child;
+
+use super::{Sandbox, spawn_role, stop_all, wait_until_refreshed};
+use crate::cli::RefreshBenchArgs;
+use crate::context::Context;
+
+/// Longest wait for one phase before the bench gives up.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// One measured way of refreshing every group.
+#[derive(Debug, Clone, Serialize)]
+struct Phase {
+    seconds: f64,
+    groups_per_second: f64,
+}
+
+impl Phase {
+    fn new(groups: u32, elapsed: Duration) -> Self {
+        let seconds = elapsed.as_secs_f64();
+        Self { seconds, groups_per_second: if seconds > 0.0 { f64::from(groups) / seconds } else { 0.0 } }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct RefreshReport {
+    groups: u32,
+    members: u32,
+    workers: u32,
+    batch_size: usize,
+    concurrency: usize,
+    seed_seconds: f64,
+    /// (a) no-op jobs through the same queue configuration.
+    noop_ceiling: Phase,
+    /// (b) one query and one SET per group, no queue.
+    naive: Phase,
+    /// (c) batched SQL and pipelined SETs, no queue.
+    floor: Phase,
+    /// ranq's Refresher (batched SQL, fenced pipeline), no queue.
+    fenced_no_queue: Phase,
+    /// The real thing: every group through the queue and the worker processes.
+    refresh: Phase,
+    refresh_share_of_noop_ceiling: f64,
+    refresh_times_naive: f64,
+    refresh_share_of_floor: f64,
+}
+
+pub async fn refresh(ctx: &Context, args: &RefreshBenchArgs) -> anyhow::Result<std::process::ExitCode> {
+    let sandbox = Sandbox::create(ctx).await?;
+    let result = run(ctx, args, &sandbox).await;
+    sandbox.remove().await;
+    let report = result?;
+    print(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn run(ctx: &Context, args: &RefreshBenchArgs, sandbox: &Sandbox) -> anyhow::Result<RefreshReport> {
+    let ws = &ctx.settings.worker;
+    let source = Source::connect(&sandbox.database_url, ws.db_pool.max(args.workers)).await?;
+    source.migrate().await?;
+    let started = Instant::now();
+    let options = SeedOptions { groups: args.groups, members: args.members, seed: 42, replace: false };
+    crate::commands::admin::seed_with_progress(&source, options).await?;
+    let seed_seconds = started.elapsed().as_secs_f64();
+    eprintln!("seeded {} groups × {} members in {seed_seconds:.1}s", args.groups, args.members);
+    let groups = source.group_ids().await?;
+    let cache = sandbox.cache.clone();
+    // Warm the database's cache so the first phase is not the only one reading from disk.
+    let _ = source.top_n(&groups).await?;
+
+    let naive = timed("naive", groups.len(), naive(&source, &cache, &groups)).await?;
+    clear_snapshots(&cache).await?;
+    let floor = timed("floor", groups.len(), floor(&source, &cache, &groups, ws.batch_size, args.workers)).await?;
+    clear_snapshots(&cache).await?;
+    let fenced = timed("fenced", groups.len(), fenced(&source, &cache, &groups, ws.batch_size, args.workers)).await?;
+    clear_snapshots(&cache).await?;
+    let noop = through_queue(ctx, sandbox, &groups, args.workers, Role::Noop).await?;
+    clear_queue(&cache).await?;
+    let real = through_queue(ctx, sandbox, &groups, args.workers, Role::Worker).await?;
+    source.close().await;
+
+    let (n, ratio) = (args.groups, |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 });
+    let refresh = Phase::new(n, real);
+    Ok(RefreshReport {
+        groups: n,
+        members: args.members,
+        workers: args.workers,
+        batch_size: ws.batch_size,
+        concurrency: ws.concurrency,
+        seed_seconds,
+        refresh_share_of_noop_ceiling: ratio(refresh.groups_per_second, Phase::new(n, noop).groups_per_second),
+        refresh_times_naive: ratio(refresh.groups_per_second, Phase::new(n, naive).groups_per_second),
+        refresh_share_of_floor: ratio(refresh.groups_per_second, Phase::new(n, floor).groups_per_second),
+        noop_ceiling: Phase::new(n, noop),
+        naive: Phase::new(n, naive),
+        floor: Phase::new(n, floor),
+        fenced_no_queue: Phase::new(n, fenced),
+        refresh,
+    })
+}
+
+/// Runs one in-process phase behind a spinner and returns its time.
+async fn timed(
+    name: &str,
+    groups: usize,
+    phase: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<Duration> {
+    let spinner = ProgressBar::new_spinner().with_message(format!("{name}: refreshing {groups} groups"));
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let started = Instant::now();
+    phase.await?;
+    let elapsed = started.elapsed();
+    spinner.finish_and_clear();
+    eprintln!("{name:<8} {:>8.2} s", elapsed.as_secs_f64());
+    Ok(elapsed)
+}
+
+/// (b): what a simple script does — one query, one `SET`, group after group.
+async fn naive(source: &Source, cache: &Cache, groups: &[GroupId]) -> anyhow::Result<()> {
+    let mut conn = cache.connection();
+    for &group in groups {
+        let batch = source.top_n(&[group]).await?;
+        for (group, entries) in batch.groups {
+            let snapshot = Snapshot::new(group, batch.version, entries.unwrap_or_default());
+            redis::cmd("SET").arg(cache.keys().top(group)).arg(snapshot.to_json()).query_async::<()>(&mut conn).await?;
+        }
+    }
+    Ok(())
+}
+
+/// (c): the batched SQL and a pipeline of plain `SET`s, in `streams` parallel loops.
+async fn floor(source: &Source, cache: &Cache, groups: &[GroupId], batch: usize, streams: u32) -> anyhow::Result<()> {
+    in_streams(groups, batch, streams, |chunk| {
+        let (source, cache) = (source.clone(), cache.clone());
+        async move {
+            let read = source.top_n(&chunk).await?;
+            let mut pipe = redis::pipe();
+            for (group, entries) in read.groups {
+                let snapshot = Snapshot::new(group, read.version, entries.unwrap_or_default());
+                pipe.cmd("SET").arg(cache.keys().top(group)).arg(snapshot.to_json()).ignore();
+            }
+            pipe.query_async::<()>(&mut cache.connection()).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// ranq's `Refresher` without the queue, in `streams` parallel loops.
+async fn fenced(source: &Source, cache: &Cache, groups: &[GroupId], batch: usize, streams: u32) -> anyhow::Result<()> {
+    let refresher = Refresher::new(source.clone(), cache.clone());
+    in_streams(groups, batch, streams, |chunk| {
+        let refresher = refresher.clone();
+        async move {
+            refresher.refresh(&chunk).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Splits `groups` into batches and runs them through `streams` concurrent loops.
+async fn in_streams<F, Fut>(groups: &[GroupId], batch: usize, streams: u32, work: F) -> anyhow::Result<()>
+where
+    F: Fn(Vec<GroupId>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let batches: Vec<Vec<GroupId>> = groups.chunks(batch.max(1)).map(<[GroupId]>::to_vec).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let lanes = (0..streams.max(1)).map(|_| async {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(chunk) = batches.get(i) else { return anyhow::Ok(()) };
+            work(chunk.clone()).await?;
+        }
+    });
+    futures::future::try_join_all(lanes).await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Noop,
+    Worker,
+}
+
+/// (a) and the real refresh: one job per group through the queue, `workers` processes consuming,
+/// timed from the first push until every job is done.
+async fn through_queue(
+    ctx: &Context,
+    sandbox: &Sandbox,
+    groups: &[GroupId],
+    workers: u32,
+    role: Role,
+) -> anyhow::Result<Duration> {
+    let cache = &sandbox.cache;
+    let ws = &ctx.settings.worker;
+    let options =
+        QueueOptions { fetch_size: ws.batch_size, heartbeat: ws.heartbeat, missed_heartbeats: ws.missed_heartbeats };
+    let queue = Queue::new(cache.connection(), cache.keys(), &options);
+    let args: &[&str] = match role {
+        Role::Noop => &["bench", "noop-worker"],
+        Role::Worker => &["worker"],
+    };
+    let mut children: Vec<Child> = Vec::new();
+    for _ in 0..workers {
+        children.push(spawn_role(args, &sandbox.database_url, &ctx.settings.redis_url, &sandbox.namespace)?);
+    }
+    let measured = async {
+        wait_for_workers(&queue, u64::from(workers)).await?;
+        let name = if role == Role::Noop { "no-op" } else { "refresh" };
+        let bar = ProgressBar::new(groups.len() as u64).with_style(
+            ProgressStyle::with_template(&format!("{name:<8} {{bar:30}} {{pos}}/{{len}} jobs  {{per_sec}}"))
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let jobs: Vec<RefreshJob> = groups.iter().map(|&g| RefreshJob::new(g, Reason::Manual)).collect();
+        let p = &ctx.settings.producer;
+        let since = Utc::now().timestamp_micros();
+        let started = Instant::now();
+        let enqueue = queue.enqueue(&jobs, p.enqueue_chunk, p.max_backlog, PHASE_TIMEOUT);
+        let done = async {
+            match role {
+                Role::Noop => wait_until_done(cache, &queue, groups.len() as u64, &bar).await,
+                Role::Worker => {
+                    let mut none: [Child; 0] = [];
+                    wait_until_refreshed(cache, groups.len() as u64, since, &mut none, PHASE_TIMEOUT, Some(&bar)).await
+                }
+            }
+        };
+        let (pushed, done) = tokio::join!(enqueue, done);
+        anyhow::ensure!(pushed?.deferred == 0, "the queue did not take every job in time");
+        done?;
+        let elapsed = started.elapsed();
+        bar.finish_and_clear();
+        eprintln!("{name:<8} {:>8.2} s", elapsed.as_secs_f64());
+        anyhow::Ok(elapsed)
+    }
+    .await;
+    stop_all(&mut children, ctx.settings.shutdown_timeout).await;
+    measured
+}
+
+async fn wait_for_workers(queue: &Queue, workers: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue.stats().await?.workers_alive < workers {
+        anyhow::ensure!(Instant::now() < deadline, "the benchmark's workers did not start within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Waits until `jobs` jobs are done (no-op workers do not vacuum, so the done set counts them).
+async fn wait_until_done(cache: &Cache, queue: &Queue, jobs: u64, bar: &ProgressBar) -> anyhow::Result<()> {
+    let deadline = Instant::now() + PHASE_TIMEOUT;
+    let mut conn = cache.connection();
+    loop {
+        let done: u64 = redis::cmd("SCARD").arg(queue.config().done_jobs_set()).query_async(&mut conn).await?;
+        bar.set_position(done);
+        if done >= jobs {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no-op jobs not done within {PHASE_TIMEOUT:?}: {done} of {jobs}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Removes every snapshot (and the index), so the next phase writes from scratch.
+async fn clear_snapshots(cache: &Cache) -> anyhow::Result<()> {
+    super::unlink_matching(cache, &cache.keys().top_pattern()).await?;
+    super::unlink_matching(cache, &cache.keys().index()).await
+}
+
+/// Removes the queue's keys (done jobs, idempotency flags), so the next phase starts empty.
+async fn clear_queue(cache: &Cache) -> anyhow::Result<()> {
+    super::unlink_matching(cache, &format!("{}*", cache.keys().queue())).await
+}
+
+fn print(r: &RefreshReport) {
+    println!(
+        "refresh: {} groups × {} members, {} worker processes, batch size {}, concurrency {}",
+        r.groups, r.members, r.workers, r.batch_size, r.concurrency
+    );
+    let line = |label: &str, p: &Phase| {
+        println!("  {label:<44} {:>8.2} s  {:>9.0} groups/s", p.seconds, p.groups_per_second);
+    };
+    line("(a) no-op jobs through the queue (ceiling)", &r.noop_ceiling);
+    line("(b) naive: 1 query + 1 SET per group", &r.naive);
+    line("(c) floor: batched SQL + pipelined SET", &r.floor);
+    line("    fenced writes, no queue (Refresher)", &r.fenced_no_queue);
+    line("refresh through queue and workers", &r.refresh);
+    println!(
+        "  refresh = {:.0} % of the no-op ceiling, {:.1}× naive, {:.0} % of the floor",
+        r.refresh_share_of_noop_ceiling * 100.0,
+        r.refresh_times_naive,
+        r.refresh_share_of_floor * 100.0
+    );
+}
