@@ -81,6 +81,14 @@ impl Source {
                     progress(chunk.last().copied().unwrap_or_default() as u64);
                 }
                 tx.commit().await.map_err(DbError::query("committing the seed"))?;
+                // A bulk load leaves the visibility map unset, so the top-N's index-only scans
+                // would fetch every heap row until autovacuum gets round to the table: measured
+                // 5.8 ms against 2.9 ms per batch of 128 groups. Leave the table as a running
+                // system would have it.
+                sqlx::query("VACUUM ANALYZE ranq_groups, ranq_scores")
+                    .execute(pool)
+                    .await
+                    .map_err(DbError::query("vacuuming after the seed"))?;
             }
             crate::Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await.map_err(DbError::query("starting the seed"))?;
