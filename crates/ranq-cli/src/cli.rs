@@ -117,7 +117,11 @@ pub enum BenchCommand {
     Refresh(RefreshBenchArgs),
     /// A worker that acks every job without work (the refresh bench's ceiling).
     #[command(hide = true)]
-    NoopWorker,
+    NoopWorker {
+        /// Consume with apalis-redis's per-job leases on, as it ships.
+        #[arg(long)]
+        stock_leases: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -12,17 +12,20 @@ async fn ack(_job: Incoming) -> Result<(), BoxDynError> {
 }
 
 /// Consumes jobs from `queue`'s namespace with the real worker's fetch size, concurrency and poll
-/// interval, until `shutdown`.
+/// interval, until `shutdown`. `stock_leases` turns apalis-redis's per-job leases back on, to
+/// measure what ranq saves by leaving them off.
 pub async fn run_noop(
     settings: &Settings,
     conn: redis::aio::ConnectionManager,
     keys: &ranq_core::Keys,
+    stock_leases: bool,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let ws = &settings.worker;
     let options =
         QueueOptions { fetch_size: ws.batch_size, heartbeat: ws.heartbeat, missed_heartbeats: ws.missed_heartbeats };
     let queue = Queue::new(conn, keys, &options);
+    let queue = if stock_leases { queue.with_stock_leases() } else { queue };
     let name = worker_name("noop");
     let (concurrency, poll_every) = (ws.concurrency.max(1), ws.poll_interval);
     let monitor = Monitor::new().register(move |restarts| {

@@ -92,9 +92,10 @@ async fn unlink_matching(cache: &Cache, pattern: &str) -> anyhow::Result<()> {
 }
 
 /// `ranq bench noop-worker` (hidden): the no-op consumer the refresh bench measures its ceiling with.
-pub async fn noop_worker(ctx: &Context) -> anyhow::Result<ExitCode> {
+pub async fn noop_worker(ctx: &Context, stock_leases: bool) -> anyhow::Result<ExitCode> {
     let cache = ctx.cache().await?;
-    ranq_worker::run_noop(&ctx.settings, cache.connection(), cache.keys(), super::fleet::shutdown_on_signals()).await?;
+    let shutdown = super::fleet::shutdown_on_signals();
+    ranq_worker::run_noop(&ctx.settings, cache.connection(), cache.keys(), stock_leases, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,6 +3,7 @@
 //!
 //! * **no-op ceiling** — the same number of jobs through the same queue configuration and number
 //!   of worker processes, each job acked without work: what one job per group can reach at best;
+//!   and once more with apalis-redis's per-job leases on, as it ships, which ranq turns off;
 //! * **naive** — one query and one `SET` per group, no queue: what a simple script does;
 //! * **floor** — batched SQL and pipelined `SET`s with the workers' batch size and parallelism, no
 //!   queue: what the database and Redis allow;
@@ -53,6 +54,8 @@ struct RefreshReport {
     seed_seconds: f64,
     /// (a) no-op jobs through the same queue configuration.
     noop_ceiling: Phase,
+    /// (a) with apalis-redis's per-job leases on, as it ships.
+    noop_stock_leases: Phase,
     /// (b) one query and one SET per group, no queue.
     naive: Phase,
     /// (c) batched SQL and pipelined SETs, no queue.
@@ -62,6 +65,7 @@ struct RefreshReport {
     /// The real thing: every group through the queue and the worker processes.
     refresh: Phase,
     refresh_share_of_noop_ceiling: f64,
+    refresh_share_of_stock_ceiling: f64,
     refresh_times_naive: f64,
     refresh_share_of_floor: f64,
 }
@@ -91,7 +95,9 @@ async fn run(ctx: &Context, args: &RefreshBenchArgs, sandbox: &Sandbox) -> anyho
     let groups = source.group_ids().await?;
     let cache = sandbox.cache.clone();
     // Warm the database's cache so the first phase is not the only one reading from disk.
-    let _ = source.top_n(&groups).await?;
+    for chunk in groups.chunks(ws.batch_size.max(1)) {
+        source.top_n(chunk).await?;
+    }
 
     let naive = timed("naive", groups.len(), naive(&source, &cache, &groups)).await?;
     clear_snapshots(&cache).await?;
@@ -100,6 +106,8 @@ async fn run(ctx: &Context, args: &RefreshBenchArgs, sandbox: &Sandbox) -> anyho
     let fenced = timed("fenced", groups.len(), fenced(&source, &cache, &groups, ws.batch_size, args.workers)).await?;
     clear_snapshots(&cache).await?;
     let noop = through_queue(ctx, sandbox, &groups, args.workers, Role::Noop).await?;
+    clear_queue(&cache).await?;
+    let noop_stock = through_queue(ctx, sandbox, &groups, args.workers, Role::NoopStockLeases).await?;
     clear_queue(&cache).await?;
     let real = through_queue(ctx, sandbox, &groups, args.workers, Role::Worker).await?;
     source.close().await;
@@ -114,9 +122,11 @@ async fn run(ctx: &Context, args: &RefreshBenchArgs, sandbox: &Sandbox) -> anyho
         concurrency: ws.concurrency,
         seed_seconds,
         refresh_share_of_noop_ceiling: ratio(refresh.groups_per_second, Phase::new(n, noop).groups_per_second),
+        refresh_share_of_stock_ceiling: ratio(refresh.groups_per_second, Phase::new(n, noop_stock).groups_per_second),
         refresh_times_naive: ratio(refresh.groups_per_second, Phase::new(n, naive).groups_per_second),
         refresh_share_of_floor: ratio(refresh.groups_per_second, Phase::new(n, floor).groups_per_second),
         noop_ceiling: Phase::new(n, noop),
+        noop_stock_leases: Phase::new(n, noop_stock),
         naive: Phase::new(n, naive),
         floor: Phase::new(n, floor),
         fenced_no_queue: Phase::new(n, fenced),
@@ -206,6 +216,7 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     Noop,
+    NoopStockLeases,
     Worker,
 }
 
@@ -225,6 +236,7 @@ async fn through_queue(
     let queue = Queue::new(cache.connection(), cache.keys(), &options);
     let args: &[&str] = match role {
         Role::Noop => &["bench", "noop-worker"],
+        Role::NoopStockLeases => &["bench", "noop-worker", "--stock-leases"],
         Role::Worker => &["worker"],
     };
     let mut children: Vec<Child> = Vec::new();
@@ -233,7 +245,11 @@ async fn through_queue(
     }
     let measured = async {
         wait_for_workers(&queue, u64::from(workers)).await?;
-        let name = if role == Role::Noop { "no-op" } else { "refresh" };
+        let name = match role {
+            Role::Noop => "no-op",
+            Role::NoopStockLeases => "no-op/l",
+            Role::Worker => "refresh",
+        };
         let bar = ProgressBar::new(groups.len() as u64).with_style(
             ProgressStyle::with_template(&format!("{name:<8} {{bar:30}} {{pos}}/{{len}} jobs  {{per_sec}}"))
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -245,7 +261,7 @@ async fn through_queue(
         let enqueue = queue.enqueue(&jobs, p.enqueue_chunk, p.max_backlog, PHASE_TIMEOUT);
         let done = async {
             match role {
-                Role::Noop => wait_until_done(cache, &queue, groups.len() as u64, &bar).await,
+                Role::Noop | Role::NoopStockLeases => wait_until_done(cache, &queue, groups.len() as u64, &bar).await,
                 Role::Worker => {
                     let mut none: [Child; 0] = [];
                     wait_until_refreshed(cache, groups.len() as u64, since, &mut none, PHASE_TIMEOUT, Some(&bar)).await
@@ -309,13 +325,15 @@ fn print(r: &RefreshReport) {
         println!("  {label:<44} {:>8.2} s  {:>9.0} groups/s", p.seconds, p.groups_per_second);
     };
     line("(a) no-op jobs through the queue (ceiling)", &r.noop_ceiling);
+    line("    no-op, apalis-redis stock per-job leases", &r.noop_stock_leases);
     line("(b) naive: 1 query + 1 SET per group", &r.naive);
     line("(c) floor: batched SQL + pipelined SET", &r.floor);
     line("    fenced writes, no queue (Refresher)", &r.fenced_no_queue);
     line("refresh through queue and workers", &r.refresh);
     println!(
-        "  refresh = {:.0} % of the no-op ceiling, {:.1}× naive, {:.0} % of the floor",
+        "  refresh = {:.0} % of the no-op ceiling ({:.0} % with stock leases), {:.1}× naive, {:.0} % of the floor",
         r.refresh_share_of_noop_ceiling * 100.0,
+        r.refresh_share_of_stock_ceiling * 100.0,
         r.refresh_times_naive,
         r.refresh_share_of_floor * 100.0
     );
