@@ -135,12 +135,23 @@ struct SoakReport {
 /// `ranq bench soak`: many full ticks in a row through the real producer tick, queue and worker
 /// processes; reports each tick's time and whether Redis memory and worker RSS stay flat.
 pub async fn soak(ctx: &Context, args: &SoakArgs) -> anyhow::Result<ExitCode> {
+    in_sandbox(ctx, args.json.as_deref(), async |sandbox| run_soak(ctx, args, sandbox).await, print_soak).await
+}
+
+/// Runs `bench` in a sandbox of its own, removes the sandbox whatever happened, then prints the
+/// report and, when asked, writes it as JSON to `json`.
+async fn in_sandbox<R: serde::Serialize>(
+    ctx: &Context,
+    json: Option<&std::path::Path>,
+    bench: impl AsyncFnOnce(&Sandbox) -> anyhow::Result<R>,
+    print: fn(&R),
+) -> anyhow::Result<ExitCode> {
     let sandbox = Sandbox::create(ctx).await?;
-    let result = run_soak(ctx, args, &sandbox).await;
+    let result = bench(&sandbox).await;
     sandbox.remove().await;
     let report = result?;
-    print_soak(&report);
-    if let Some(path) = &args.json {
+    print(&report);
+    if let Some(path) = json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
         eprintln!("wrote {}", path.display());
     }

@@ -71,16 +71,7 @@ struct RefreshReport {
 }
 
 pub async fn refresh(ctx: &Context, args: &RefreshBenchArgs) -> anyhow::Result<std::process::ExitCode> {
-    let sandbox = Sandbox::create(ctx).await?;
-    let result = run(ctx, args, &sandbox).await;
-    sandbox.remove().await;
-    let report = result?;
-    print(&report);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(std::process::ExitCode::SUCCESS)
+    super::in_sandbox(ctx, args.json.as_deref(), async |sandbox| run(ctx, args, sandbox).await, print).await
 }
 
 async fn run(ctx: &Context, args: &RefreshBenchArgs, sandbox: &Sandbox) -> anyhow::Result<RefreshReport> {
