@@ -79,11 +79,12 @@ impl Keys {
         format!("{}:{{producer}}:leader_token", self.ns)
     }
 
-    /// `<ns>:dirty:claimed` — dirty marks taken by a tick and not yet enqueued; merged back into
-    /// the dirty set by the next leader if the tick's producer died mid-tick. (Renamed from
-    /// `<ns>:dirty`, so on Redis Cluster both must hash alike; see README.)
+    /// `<ns>:dirty:claimed{<ns>:dirty}` — dirty marks taken by a tick and not yet enqueued;
+    /// merged back into the dirty set by the next leader if the tick's producer died mid-tick.
+    /// The set is `RENAME`d from `<ns>:dirty`, whose name is public and has no hash tag, so this
+    /// key's tag is that whole name: both hash to one Redis Cluster slot.
     pub fn dirty_claimed(&self) -> String {
-        format!("{}:dirty:claimed", self.ns)
+        format!("{ns}:dirty:claimed{{{ns}:dirty}}", ns = self.ns)
     }
 
     /// `<ns>:{quarantine}:failures` — hash of group → [`crate::GroupHealth`] JSON, for groups
@@ -145,5 +146,21 @@ mod tests {
         ] {
             assert!(key.starts_with("fleet-a:"), "{key}");
         }
+    }
+
+    /// The part of a key Redis Cluster hashes: the first non-empty `{…}`, else the whole key.
+    fn hashed_part(key: &str) -> &str {
+        key.find('{')
+            .and_then(|open| key[open + 1..].find('}').filter(|&len| len > 0).map(|len| &key[open + 1..open + 1 + len]))
+            .unwrap_or(key)
+    }
+
+    #[test]
+    fn keys_moved_between_by_one_command_hash_to_one_cluster_slot() {
+        let k = Keys::new("fleet-a");
+        assert_eq!(hashed_part(&k.dirty_claimed()), hashed_part(&k.dirty()));
+        assert_eq!(hashed_part(&k.top(7)), hashed_part(&k.gone(7)));
+        assert_eq!(hashed_part(&k.quarantine_failures()), hashed_part(&k.quarantine_due()));
+        assert_eq!(hashed_part(&k.leader()), hashed_part(&k.leader_token()));
     }
 }

@@ -1,7 +1,8 @@
 -- Take the dirty set for one tick.
 --
 -- KEYS[1]  <ns>:dirty          public set of groups to refresh
--- KEYS[2]  <ns>:dirty:claimed  marks taken by a tick and not yet enqueued
+-- KEYS[2]  <ns>:dirty:claimed{<ns>:dirty}  marks taken by a tick and not yet enqueued (same
+--          Cluster slot as KEYS[1], so the RENAME below works there too)
 --
 -- Marks left in KEYS[2] by a tick whose producer died are merged back first, so they are taken
 -- again now. The set is then renamed away before it is read: a mark added meanwhile lands in a
