@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use chrono::NaiveDateTime;
 use ranq_core::{Entry, GroupId, TOP_N};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -77,25 +78,27 @@ impl ChangeFeed {
     }
 }
 
-// The statement returns one row per group, its top-N as two arrays in ranking order, and ranks
-// are numbered here. Measured on 128 groups × 200 members (vacuumed table), this shape costs the
-// server 2.9–3.1 ms against 8.6 ms with `row_number()`, and the client decodes 128 rows instead
-// of 12,800: per-row decoding was a third of a worker's CPU. The subquery's ORDER BY feeds the
-// aggregate in order (both arrays from the same pass, so they stay aligned); `ranked` still sorts
-// by score, a no-op on sorted input, so a different plan could at worst reorder equal scores,
-// never rank a lower one above a higher one.
+// The statement returns one row per group, its top-N as three aligned arrays (one pass of the
+// aggregate fills all three), and ranks are numbered here. Measured on 128 groups × 200 members
+// (vacuumed table), this shape costs the server ~3 ms against 8.6 ms with `row_number()`, and the
+// client decodes 128 rows instead of 12,800: per-row decoding was a third of a worker's CPU.
+// `ranked` sorts by the full ranking order itself rather than trust the order in which the
+// aggregate saw its rows (which Postgres documents as "usually" the subquery's); `array_agg(…
+// ORDER BY …)` would guarantee it too, at twice the server time.
 const TOP_N_SQL: &str = "
 SELECT ids.gid,
        g.id IS NOT NULL,
        t.members,
        t.scores,
+       t.updated,
        (extract(epoch FROM statement_timestamp()) * 1000000)::bigint
 FROM unnest($1::bigint[]) AS ids(gid)
 LEFT JOIN ranq_groups g ON g.id = ids.gid
 LEFT JOIN LATERAL (
-    SELECT array_agg(top.member_id) AS members, array_agg(top.score) AS scores
+    SELECT array_agg(top.member_id) AS members, array_agg(top.score) AS scores,
+           array_agg(top.updated_at) AS updated
     FROM (
-        SELECT s.member_id, s.score
+        SELECT s.member_id, s.score, s.updated_at
         FROM ranq_scores s
         WHERE s.group_id = g.id
         ORDER BY s.score DESC, s.updated_at, s.member_id
@@ -103,9 +106,9 @@ LEFT JOIN LATERAL (
     ) top
 ) t ON true";
 
-/// `(group, group exists, members, scores, version)`; the arrays are NULL for a group without
-/// members.
-type GroupRow = (GroupId, bool, Option<Vec<i64>>, Option<Vec<i64>>, i64);
+/// `(group, group exists, members, scores, updated_at, version)`; the arrays are NULL for a group
+/// without members.
+type GroupRow = (GroupId, bool, Option<Vec<i64>>, Option<Vec<i64>>, Option<Vec<NaiveDateTime>>, i64);
 
 pub(crate) async fn top_n(pool: &PgPool, ids: &[GroupId]) -> Result<TopBatch, DbError> {
     let rows: Vec<GroupRow> = sqlx::query_as(TOP_N_SQL)
@@ -115,14 +118,14 @@ pub(crate) async fn top_n(pool: &PgPool, ids: &[GroupId]) -> Result<TopBatch, Db
         .await
         .map_err(DbError::query("reading the top-N"))?;
     let version = match rows.first() {
-        Some(row) => row.4,
+        Some(row) => row.5,
         // No ids, no rows: nothing to version.
         None => 0,
     };
     let mut by_group: HashMap<GroupId, Option<Vec<Entry>>> = rows
         .into_iter()
-        .map(|(group, exists, members, scores, _)| {
-            let entries = ranked(members.unwrap_or_default(), scores.unwrap_or_default());
+        .map(|(group, exists, members, scores, updated, _)| {
+            let entries = ranked(members.unwrap_or_default(), scores.unwrap_or_default(), updated.unwrap_or_default());
             (group, exists.then_some(entries))
         })
         .collect();
@@ -130,14 +133,16 @@ pub(crate) async fn top_n(pool: &PgPool, ids: &[GroupId]) -> Result<TopBatch, Db
     Ok(TopBatch { version, groups })
 }
 
-/// Pairs members with scores and numbers them 1.. after a stable sort by score, descending.
-fn ranked(members: Vec<i64>, scores: Vec<i64>) -> Vec<Entry> {
-    let mut pairs: Vec<(i64, i64)> = members.into_iter().zip(scores).collect();
-    pairs.sort_by_key(|&(_, score)| std::cmp::Reverse(score));
-    pairs
-        .into_iter()
+/// Zips the aligned arrays and numbers them 1.. in the ranking order of CONTRACT §3: score
+/// descending, then earliest `updated_at`, then lowest member id. Sorting input that is already
+/// in order is linear.
+fn ranked(members: Vec<i64>, scores: Vec<i64>, updated: Vec<NaiveDateTime>) -> Vec<Entry> {
+    let mut rows: Vec<(i64, i64, NaiveDateTime)> =
+        members.into_iter().zip(scores).zip(updated).map(|((m, s), u)| (m, s, u)).collect();
+    rows.sort_by_key(|&(member, score, updated)| (std::cmp::Reverse(score), updated, member));
+    rows.into_iter()
         .enumerate()
-        .map(|(i, (member, score))| Entry { rank: u32::try_from(i + 1).unwrap_or(u32::MAX), member, score })
+        .map(|(i, (member, score, _))| Entry { rank: u32::try_from(i + 1).unwrap_or(u32::MAX), member, score })
         .collect()
 }
 
@@ -146,9 +151,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ranks_keep_arrival_order_among_equal_scores_and_score_order_across() {
-        let entries = ranked(vec![10, 11, 12, 13], vec![50, 50, 40, 45]);
-        let got: Vec<(u32, i64, i64)> = entries.iter().map(|e| (e.rank, e.member, e.score)).collect();
-        assert_eq!(got, vec![(1, 10, 50), (2, 11, 50), (3, 13, 45), (4, 12, 40)]);
+    fn ranks_follow_score_then_earliest_update_then_member_whatever_the_row_order() {
+        let at = |s: i64| chrono::DateTime::from_timestamp(s, 0).expect("a valid timestamp").naive_utc();
+        let entries =
+            ranked(vec![12, 10, 11, 13, 9], vec![40, 50, 50, 45, 50], vec![at(1), at(5), at(3), at(1), at(5)]);
+        let got: Vec<(u32, i64)> = entries.iter().map(|e| (e.rank, e.member)).collect();
+        assert_eq!(got, vec![(1, 11), (2, 9), (3, 10), (4, 13), (5, 12)]);
     }
 }
