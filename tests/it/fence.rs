@@ -47,6 +47,28 @@ async fn a_deleted_group_is_not_resurrected_by_a_late_refresh() {
     env.cleanup().await;
 }
 
+/// The index (group → version, behind `ranq status`) forgets a deleted group, even when the
+/// deletion is retried after its first reply was lost or a late refresh of it arrives.
+#[tokio::test]
+async fn a_deleted_group_leaves_the_index_even_through_retries_and_late_writes() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let cache = env.cache().await;
+    cache.write_batch(&[snap(5, 1_000, 1), snap(6, 1_000, 1)]).await.unwrap();
+    assert_eq!(cache.cached_groups().await.unwrap(), vec![5, 6]);
+
+    let absent = Write::Absent { group: 5, version: 2_000 };
+    assert_eq!(cache.write_batch(std::slice::from_ref(&absent)).await.unwrap(), vec![Outcome::Deleted]);
+    // The deletion's index update is lost (the worker died before it); the job runs again.
+    let mut conn = cache.connection();
+    redis::cmd("ZADD").arg(cache.keys().index()).arg(1_000).arg(5).query_async::<()>(&mut conn).await.unwrap();
+    assert_eq!(cache.write_batch(&[absent]).await.unwrap(), vec![Outcome::Fenced]);
+    assert_eq!(cache.cached_groups().await.unwrap(), vec![6]);
+    // A refresh that read the group before its deletion arrives late: fenced, and not indexed.
+    assert_eq!(cache.write_batch(&[snap(5, 1_500, 2)]).await.unwrap(), vec![Outcome::Fenced]);
+    assert_eq!(cache.cached_groups().await.unwrap(), vec![6]);
+    env.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_corrupt_snapshot_is_replaced_by_the_next_refresh_and_read_as_an_error_meanwhile() {
     let env = TestEnv::new(Dialect::Sqlite).await;

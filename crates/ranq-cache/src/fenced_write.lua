@@ -6,7 +6,8 @@
 -- ARGV[2]  the snapshot JSON, or '' when the group is absent from the source
 -- ARGV[3]  tombstone lifetime in seconds
 --
--- Returns 1 written, 2 deleted, 0 fenced (the stored version is not older than the incoming one).
+-- Returns 1 written, 2 deleted, 0 fenced (the stored version is not older than the incoming one),
+-- 3 fenced while no snapshot is stored (the group is absent at a newer version).
 -- Both keys share the group's hash tag, so this runs on Redis Cluster too.
 
 local incoming = tonumber(ARGV[1])
@@ -25,6 +26,9 @@ local tombstone = tonumber(redis.call('GET', KEYS[2]) or '')
 if tombstone and (not stored or tombstone > stored) then stored = tombstone end
 
 if stored and stored >= incoming then
+    -- Fenced by a tombstone, with no snapshot stored: tell the caller, so that the group leaves
+    -- the index even if the write that deleted it lost its reply and is being retried.
+    if current == '' then return 3 end
     return 0
 end
 

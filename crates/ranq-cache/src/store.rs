@@ -108,8 +108,9 @@ impl Cache {
     }
 
     /// Applies a batch of writes through the fence, in one pipeline, and returns each outcome in
-    /// order; the groups' failure records are cleared on the way. The index is updated in the same pipeline for snapshots (`ZADD GT` keeps it
-    /// monotonic even when a write is fenced) and afterwards for the rare deletions.
+    /// order; the groups' failure records are cleared on the way. The index is updated in the
+    /// same pipeline for snapshots (`ZADD GT` keeps it monotonic even when a write is fenced) and
+    /// afterwards for the rare groups left without a snapshot.
     pub async fn write_batch(&self, writes: &[Write]) -> Result<Vec<Outcome>, CacheError> {
         if writes.is_empty() {
             return Ok(Vec::new());
@@ -139,21 +140,22 @@ impl Cache {
         pipe.cmd("HDEL").arg(self.keys.quarantine_failures()).arg(&groups).ignore();
         pipe.cmd("ZREM").arg(self.keys.quarantine_due()).arg(&groups).ignore();
         let codes: Vec<i64> = self.query_loading_script(&pipe).await?;
-        let outcomes: Vec<Outcome> = codes
+        // Deleted now (2), or found deleted at a newer version (3): a retry of a deletion whose
+        // reply was lost, whose index update must still happen.
+        let unindexed: Vec<GroupId> =
+            writes.iter().zip(&codes).filter(|(_, code)| matches!(code, 2 | 3)).map(|(w, _)| w.group()).collect();
+        if !unindexed.is_empty() {
+            let mut conn = self.conn.clone();
+            redis::cmd("ZREM").arg(self.keys.index()).arg(&unindexed).query_async::<()>(&mut conn).await?;
+        }
+        Ok(codes
             .into_iter()
             .map(|code| match code {
                 1 => Outcome::Written,
                 2 => Outcome::Deleted,
                 _ => Outcome::Fenced,
             })
-            .collect();
-        let deleted: Vec<GroupId> =
-            writes.iter().zip(&outcomes).filter(|(_, o)| **o == Outcome::Deleted).map(|(w, _)| w.group()).collect();
-        if !deleted.is_empty() {
-            let mut conn = self.conn.clone();
-            redis::cmd("ZREM").arg(self.keys.index()).arg(&deleted).query_async::<()>(&mut conn).await?;
-        }
-        Ok(outcomes)
+            .collect())
     }
 
     /// Runs a pipeline of `EVALSHA`s, loading the script once if Redis does not know it (first
