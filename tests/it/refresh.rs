@@ -112,3 +112,37 @@ async fn postgres_versions_increase_with_each_read() {
     assert!(second > first, "{second} <= {first}");
     env.cleanup().await;
 }
+
+/// A schema change under a running worker (here: a renamed column) fails every group alike. The
+/// batch fails as a whole, its jobs go back to the queue, and no group is marked as failing on its
+/// own, so none is quarantined for the operator's mistake; once the schema is back, it refreshes.
+#[tokio::test]
+async fn an_error_in_the_schema_fails_the_batch_without_blaming_any_group() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(8, 10).await;
+    let (source, cache) = (env.source().await, env.cache().await);
+    let quarantine = QuarantinePolicy { after: 1, retry: Duration::from_secs(600) };
+    let options = BatcherOptions { batch_size: 8, batch_wait: Duration::from_millis(20), quarantine };
+    let (batcher, task) = Batcher::spawn(Refresher::new(source.clone(), cache.clone()), options, None);
+
+    execute(&source, "ALTER TABLE ranq_scores RENAME COLUMN score TO points").await;
+    let handles: Vec<_> = (1..=8)
+        .map(|g| {
+            let b = batcher.clone();
+            tokio::spawn(async move { (g, b.refresh(g).await) })
+        })
+        .collect();
+    for handle in handles {
+        let (group, outcome) = handle.await.unwrap();
+        let error = outcome.expect_err("the whole batch fails").to_string();
+        assert!(error.contains("score"), "group {group}: {error}");
+        assert_eq!(cache.health(group).await.unwrap(), None, "group {group} was blamed for the schema");
+    }
+    assert_eq!(cache.quarantined(10).await.unwrap().0, 0);
+
+    execute(&source, "ALTER TABLE ranq_scores RENAME COLUMN points TO score").await;
+    assert_eq!(batcher.refresh(3).await.unwrap(), Refreshed::Done(Outcome::Written));
+    drop(batcher);
+    task.await.unwrap();
+    env.cleanup().await;
+}

@@ -86,6 +86,42 @@ async fn malformed_jobs_end_in_the_dead_letter_and_workers_keep_running() {
     env.cleanup().await;
 }
 
+/// A job whose apalis metadata lost its fields (evicted under memory pressure, edited by hand)
+/// makes every fetch that takes it fail. The worker restarts, sends that job to the dead letter
+/// and refreshes the jobs fetched with it, instead of fetching it again forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_broken_metadata_is_dead_lettered_and_the_rest_refresh() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(5, 20).await;
+    let pushed = output(env.ranq().args(["refresh", "1", "2", "3", "4", "5"]));
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    let cache = env.cache().await;
+    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
+    let mut conn = cache.connection();
+    let data: Vec<(String, String)> =
+        redis::cmd("HGETALL").arg(queue.config().job_data_hash()).query_async(&mut conn).await.unwrap();
+    let broken = data.iter().find(|(_, job)| job.contains("\"group\":4")).map(|(id, _)| id.clone()).unwrap();
+    let meta = format!("{}:{broken}", queue.config().job_meta_hash());
+    redis::cmd("HDEL").arg(meta).arg("attempts").query_async::<()>(&mut conn).await.unwrap();
+
+    let mut w = worker(&env, "worker", &[]);
+    let dead = eventually(Duration::from_secs(30), "the broken job in the dead letter", || async {
+        let listed = json_of(env.ranq().args(["dead", "list", "--json"]));
+        (listed["total"] == 1).then_some(listed)
+    })
+    .await;
+    assert_eq!(dead["jobs"][0]["id"], broken.as_str(), "{dead}");
+    assert!(dead["jobs"][0]["error"].as_str().unwrap().contains("metadata"), "{dead}");
+    eventually(Duration::from_secs(30), "the other four groups refreshed", || async {
+        let cached = cache.cached_groups().await.unwrap();
+        (cached == vec![1, 2, 3, 5]).then_some(())
+    })
+    .await;
+    assert!(w.is_running(), "the worker survived the broken job");
+    assert!(w.terminate(Duration::from_secs(20)).success());
+    env.cleanup().await;
+}
+
 /// A `top_query` over the reference schema that fails with `40001` (serialization failure, a
 /// transient error) while `ranq_flaky` has a row, and divides by zero for groups in `ranq_poison`.
 async fn install_failure_switches(source: &Source) {
@@ -238,6 +274,42 @@ async fn a_group_that_keeps_failing_is_quarantined_and_served_flagged_while_the_
     env.cleanup().await;
 }
 
+/// In dirty mode no sweep comes to try a failed group again, and its job was acked: the worker
+/// marks it dirty itself, so it is retried each tick until it recovers or is quarantined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_dirty_mode_a_failing_group_is_retried_each_tick_until_quarantined() {
+    const POISONED: i64 = 3;
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(5, 10).await;
+    let source = env.source().await;
+    install_failure_switches(&source).await;
+    execute(&source, &format!("INSERT INTO ranq_poison VALUES ({POISONED})")).await;
+    let settings = [
+        ("RANQ_SOURCE__TOP_QUERY", SWITCHED_TOP_QUERY),
+        ("RANQ_WORKER__QUARANTINE_AFTER", "3"),
+        ("RANQ_WORKER__QUARANTINE_RETRY", "1h"),
+    ];
+    let mut w = worker(&env, "worker", &settings);
+    // The first tick sweeps (the cache is empty); the next sweep is a thousand ticks away.
+    let mut producer = {
+        let mut cmd = env.ranq();
+        cmd.args(["producer", "--schedule", "* * * * * *", "--mode", "dirty", "--sweep-every", "1000"]);
+        Proc::spawn("producer", cmd)
+    };
+    let status = eventually(Duration::from_secs(30), "the failing group quarantined", || async {
+        let status = json_of(env.ranq().args(["status", "--json"]));
+        (status["groups"]["quarantined"] == 1).then_some(status)
+    })
+    .await;
+    assert_eq!(status["quarantine"][0]["group"], POISONED, "{status}");
+    assert_eq!(status["quarantine"][0]["failures"], 3, "{status}");
+    assert_eq!(status["groups"]["cached"], 4, "the other groups were refreshed: {status}");
+    assert!(producer.terminate(Duration::from_secs(20)).success());
+    assert!(w.terminate(Duration::from_secs(20)).success());
+    source.close().await;
+    env.cleanup().await;
+}
+
 #[tokio::test]
 async fn custom_sql_without_a_required_column_is_a_configuration_error_naming_it() {
     let env = TestEnv::new(Dialect::Postgres).await;
@@ -256,6 +328,19 @@ async fn custom_sql_without_a_required_column_is_a_configuration_error_naming_it
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("source.group_ids_query") && stderr.contains("nowhere"), "{stderr}");
     env.cleanup().await;
+}
+
+/// Jobs fetched and not yet acked by the worker process `pid` (its apalis workers' in-flight
+/// sets; their names carry the pid).
+async fn jobs_held_by(cache: &ranq_cache::Cache, queue: &Queue, pid: i32) -> u64 {
+    let mut conn = cache.connection();
+    let pattern = format!("{}:worker-*-{pid}-*", queue.config().inflight_jobs_set());
+    let sets: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut conn).await.unwrap();
+    let mut held = 0;
+    for set in sets {
+        held += redis::cmd("SCARD").arg(set).query_async::<u64>(&mut conn).await.unwrap();
+    }
+    held
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,12 +362,13 @@ async fn a_worker_killed_ten_times_mid_sweep_loses_no_refresh() {
         let sweep = output(env.ranq().args(["refresh", "--all"]));
         assert!(sweep.status.success(), "{}", String::from_utf8_lossy(&sweep.stderr));
         tokio::time::sleep(Duration::from_millis(150 + 20 * round as u64)).await;
-        held_at_kills += queue.stats().await.unwrap().running;
+        held_at_kills += jobs_held_by(&cache, &queue, victim.pid().as_raw()).await;
         nix::sys::signal::kill(victim.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
         last_kill = std::time::Instant::now();
         let _ = victim.terminate_killed();
     }
-    assert!(held_at_kills > 0, "the kills landed while jobs were running");
+    assert!(held_at_kills > 0, "the kills landed while the victims held jobs");
+    eprintln!("the victims held {held_at_kills} jobs in all when killed");
 
     let mut expected = std::collections::HashMap::new();
     for group in 1..=GROUPS {

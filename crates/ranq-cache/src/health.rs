@@ -17,6 +17,15 @@ use crate::{Cache, CacheError};
 static RECORD_FAILURES: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("record_failures.lua")));
 
+/// What recording a batch's failures did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordedFailures {
+    /// Groups quarantined by these failures.
+    pub quarantined: Vec<GroupId>,
+    /// Groups short of quarantine, marked dirty to be tried again next tick.
+    pub marked_dirty: Vec<GroupId>,
+}
+
 /// When failures turn into a quarantine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuarantinePolicy {
@@ -25,15 +34,17 @@ pub struct QuarantinePolicy {
 }
 
 impl Cache {
-    /// Counts one more failure for each `(group, error)`; returns the groups this quarantined.
+    /// Counts one more failure for each `(group, error)`. Groups still short of quarantine are
+    /// marked dirty, so that a dirty-mode producer tries them again next tick as a full sweep
+    /// would; their failed job was acked and no other mark may come.
     pub async fn record_failures(
         &self,
         failures: &[(GroupId, String)],
         policy: QuarantinePolicy,
         now: DateTime<Utc>,
-    ) -> Result<Vec<GroupId>, CacheError> {
+    ) -> Result<RecordedFailures, CacheError> {
         if failures.is_empty() {
-            return Ok(Vec::new());
+            return Ok(RecordedFailures::default());
         }
         let mut invocation = RECORD_FAILURES.key(self.keys().quarantine_failures());
         invocation
@@ -45,7 +56,12 @@ impl Cache {
             invocation.arg(group).arg(error);
         }
         let mut conn = self.connection();
-        Ok(invocation.invoke_async(&mut conn).await?)
+        let (quarantined, again): (Vec<GroupId>, Vec<GroupId>) = invocation.invoke_async(&mut conn).await?;
+        if !again.is_empty() {
+            // Another hash slot than the quarantine keys, hence outside the script.
+            redis::cmd("SADD").arg(self.keys().dirty()).arg(&again).query_async::<()>(&mut conn).await?;
+        }
+        Ok(RecordedFailures { quarantined, marked_dirty: again })
     }
 
     /// The failure record of `group`, if its last refresh failed.

@@ -9,7 +9,7 @@ mod health;
 mod store;
 
 pub use error::CacheError;
-pub use health::QuarantinePolicy;
+pub use health::{QuarantinePolicy, RecordedFailures};
 pub use store::{Cache, FreshnessCounts, Outcome, Write, stored_version};
 
 /// Opens a Redis connection manager (reconnects by itself) with bounded waits, so no call can

@@ -7,13 +7,15 @@
 -- ARGV[3]  quarantine_retry, ms
 -- ARGV[4..] pairs of (group, error)
 --
--- Returns the groups this call quarantined (they were not before).
+-- Returns two lists: the groups this call quarantined (they were not before), and the groups that
+-- are still short of quarantine, to be tried again soon.
 -- Both keys share the {quarantine} hash tag, so this runs on Redis Cluster too.
 
 local now = tonumber(ARGV[1])
 local after = tonumber(ARGV[2])
 local retry = tonumber(ARGV[3])
 local newly = {}
+local again = {}
 
 for i = 4, #ARGV - 1, 2 do
     local group, err = ARGV[i], ARGV[i + 1]
@@ -32,8 +34,10 @@ for i = 4, #ARGV - 1, 2 do
         rec.quarantined = true
         rec.retry_at_ms = now + retry
         redis.call('ZADD', KEYS[2], now + retry, group)
+    else
+        table.insert(again, group)
     end
     redis.call('HSET', KEYS[1], group, cjson.encode(rec))
 end
 
-return newly
+return { newly, again }

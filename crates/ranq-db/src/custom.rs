@@ -51,7 +51,17 @@ impl CustomSql {
                 Pool::Postgres(pool) => column_names(pool.prepare(sql).await),
                 Pool::Sqlite(pool) => column_names(pool.prepare(sql).await),
             }
-            .map_err(|source| DbError::CustomSql { key, problem: format!("does not prepare: {source}") })?;
+            .map_err(|source| {
+                // Only the statement's own fault is a configuration error (exit 2); a connection
+                // lost while preparing it is a runtime failure, reported as any other query.
+                let error = DbError::query("preparing the custom source SQL")(source);
+                match error {
+                    DbError::Query { source, .. } if !error.is_transient() => {
+                        DbError::CustomSql { key, problem: format!("does not prepare: {source}") }
+                    }
+                    other => other,
+                }
+            })?;
             if let Some(missing) = required.iter().find(|c| !returned.iter().any(|r| r.eq_ignore_ascii_case(c))) {
                 return Err(DbError::CustomSql {
                     key,

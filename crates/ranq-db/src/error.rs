@@ -52,4 +52,29 @@ impl DbError {
             _ => false,
         }
     }
+
+    /// Whether the error may come from the rows of some groups only (data that breaks a cast or a
+    /// division, a custom query that raises for some ids), so that splitting the batch can isolate
+    /// them. Errors in the statement or the schema itself — an unknown column after a migration,
+    /// missing privileges — fail every group alike: splitting would only multiply the queries
+    /// and quarantine healthy groups.
+    pub fn may_be_group_specific(&self) -> bool {
+        match self {
+            Self::CustomSql { .. } => true,
+            Self::Query { source, .. } => match source {
+                sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => true,
+                sqlx::Error::Database(e) => match e.code() {
+                    // SQLSTATE classes 42 (syntax, undefined column or table, privilege), 0A
+                    // (not supported), 3D/3F (no such database/schema), 28 (authorization).
+                    Some(code) if code.len() == 5 => {
+                        !["42", "0A", "3D", "3F", "28"].iter().any(|class| code.starts_with(class))
+                    }
+                    // SQLite has no SQLSTATE; splitting there costs a few local queries.
+                    _ => true,
+                },
+                _ => false,
+            },
+            _ => false,
+        }
+    }
 }

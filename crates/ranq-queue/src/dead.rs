@@ -53,20 +53,14 @@ const RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 impl Queue {
     /// Ids of up to `limit` dead jobs (in no particular order).
     pub async fn dead_ids(&self, limit: usize) -> Result<Vec<String>, QueueError> {
-        let mut conn = self.conn.clone();
         let mut ids: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut cursor: u64 = 0;
         // SSCAN pages are small and may repeat members; bounded by the limit and a page count.
         for _ in 0..limit.div_ceil(100).max(1) * 10 {
-            let (next, page): (u64, Vec<String>) = redis::cmd("SSCAN")
-                .arg(self.config.dead_jobs_set())
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(limit.clamp(1, DEAD_PAGE))
-                .query_async(&mut conn)
-                .await?;
+            let (next, page) = self.scan_dead(cursor, limit.clamp(1, DEAD_PAGE)).await?;
             for id in page {
-                if ids.len() < limit && !ids.contains(&id) {
+                if ids.len() < limit && seen.insert(id.clone()) {
                     ids.push(id);
                 }
             }
@@ -76,6 +70,20 @@ impl Queue {
             }
         }
         Ok(ids)
+    }
+
+    /// One `SSCAN` step over the dead letter: the next cursor (0 when the scan is complete) and
+    /// about `count` ids, some possibly seen before. Members removed meanwhile do not disturb the
+    /// scan, so a caller may retry or purge each page as it goes.
+    pub async fn scan_dead(&self, cursor: u64, count: usize) -> Result<(u64, Vec<String>), QueueError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("SSCAN")
+            .arg(self.config.dead_jobs_set())
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(count.max(1))
+            .query_async(&mut conn)
+            .await?)
     }
 
     /// The dead jobs `ids` (those that are dead; others are left out).
@@ -173,14 +181,29 @@ impl Queue {
         }
         let payloads: Vec<Option<Vec<u8>>> =
             redis::cmd("HMGET").arg(self.config.job_data_hash()).arg(&ids).query_async(&mut conn).await?;
+        // apalis fails a whole fetch on a job whose metadata lacks these fields (evicted, or
+        // edited by hand); requeued, such a job would stop the next worker too, forever.
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET").arg(format!("{}:{id}", self.config.job_meta_hash())).arg(&[
+                "attempts",
+                "max_attempts",
+                "status",
+            ]);
+        }
+        let metas: Vec<(Option<String>, Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
         let mut invocation = RECOVER_WORKER.key(&inflight);
         invocation
             .key(self.config.active_jobs_list())
             .key(self.config.dead_jobs_set())
             .key(self.config.job_meta_hash())
             .arg(Utc::now().timestamp());
-        for (id, payload) in ids.iter().zip(payloads) {
+        for ((id, payload), meta) in ids.iter().zip(payloads).zip(metas) {
+            let runnable_meta = meta.0.is_some_and(|a| a.parse::<u32>().is_ok())
+                && meta.1.is_some_and(|m| m.parse::<u32>().is_ok())
+                && meta.2.is_some_and(|s| s.parse::<apalis::prelude::Status>().is_ok());
             match payload.map(|p| serde_json::from_slice::<Incoming>(&p)) {
+                Some(Ok(_)) if !runnable_meta => invocation.arg(id).arg("dead").arg("job metadata missing or corrupt"),
                 Some(Ok(_)) => invocation.arg(id).arg("requeue").arg(""),
                 Some(Err(e)) => invocation.arg(id).arg("dead").arg(format!("undecodable payload: {e}")),
                 // No payload at all: nothing to run or to show; dead, so an operator can see it.

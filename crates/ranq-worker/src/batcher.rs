@@ -94,9 +94,11 @@ impl Refresher {
     /// Refreshes `groups` (duplicates allowed) and returns what happened to each distinct group.
     ///
     /// Transient errors (connection lost, deadlock, Redis timeout) are retried with backoff; if
-    /// they persist the whole batch fails. Any other database error is narrowed down by splitting
-    /// the batch in halves until the groups that cause it stand alone: they fail, every other
-    /// group is refreshed. One bad group costs about 2·log2(batch) extra queries, once per try.
+    /// they persist the whole batch fails, as it does at once on an error in the statement or the
+    /// schema (an unknown column), which no group causes on its own. Any other database error is
+    /// narrowed down by splitting the batch in halves until the groups that cause it stand alone:
+    /// they fail, every other group is refreshed. One bad group costs about 2·log2(batch) extra
+    /// queries, once per try.
     pub async fn refresh(&self, groups: &[GroupId]) -> Result<HashMap<GroupId, Refreshed>, BatchError> {
         let mut ids = groups.to_vec();
         ids.sort_unstable();
@@ -139,7 +141,9 @@ impl Refresher {
             }
             match self.retrying("reading the source", DbError::is_transient, || self.source.top_n(&part)).await {
                 Ok(batch) => read.push(batch),
-                Err(e) if e.is_transient() => return Err(BatchError::Failed(e.to_string())),
+                Err(e) if e.is_transient() || !e.may_be_group_specific() => {
+                    return Err(BatchError::Failed(e.to_string()));
+                }
                 Err(e) if part.len() == 1 => {
                     failed.insert(part[0], Refreshed::Failed(e.to_string()));
                 }
@@ -307,8 +311,8 @@ impl Flusher {
             tracing::warn!(group, %error, "refresh of this group failed");
         }
         match self.refresher.cache.record_failures(failures, self.quarantine, chrono::Utc::now()).await {
-            Ok(quarantined) => {
-                for group in quarantined {
+            Ok(recorded) => {
+                for group in recorded.quarantined {
                     tracing::error!(
                         group,
                         after = self.quarantine.after,

@@ -11,7 +11,7 @@ use ranq_db::Source;
 use ranq_queue::{Queue, QueueOptions, TickPoll, worker_name};
 use ranq_runtime::{Settings, Shutdown};
 
-use crate::batcher::{Batcher, BatcherOptions, Refreshed, Refresher, RetryPolicy};
+use crate::batcher::{BatchError, Batcher, BatcherOptions, Refreshed, Refresher, RetryPolicy};
 
 /// How often the worker logs what it refreshed.
 const SUMMARY_EVERY: Duration = Duration::from_secs(30);
@@ -41,6 +41,8 @@ async fn handle(
     })?;
     match batcher.refresh(job.group).await {
         Ok(Refreshed::Done(_) | Refreshed::Failed(_)) => Ok(()),
+        // Shutting down says nothing about the job: back to the queue, whatever its attempt.
+        Err(error @ BatchError::Closed) => Err(error.into()),
         Err(error) if attempt.current() >= max.0.0 => {
             tracing::warn!(group = job.group, attempts = attempt.current(), %error, "job sent to the dead letter");
             Err(AbortError::new(format!("{error} (gave up after {} attempts)", attempt.current())).into())

@@ -46,17 +46,24 @@ async fn list(queue: &Queue, args: &DeadListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Upper bound on the `SSCAN` steps of one `--all`: far more than any dead letter needs.
+const MAX_SCAN_STEPS: usize = 1_000_000;
+
 async fn retry(queue: &Queue, args: &DeadTargetArgs) -> anyhow::Result<ExitCode> {
     let mut report = RetryReport::default();
     if args.all {
-        // Page through the set; a page of only malformed jobs stays dead, so stop on no progress.
-        loop {
-            let ids = queue.dead_ids(DEAD_PAGE).await?;
+        // One full SSCAN, retrying each page as it comes: malformed jobs stay behind without
+        // hiding the refresh jobs after them. Bounded: a scan ends when its cursor returns to 0.
+        let mut cursor = 0;
+        for _ in 0..MAX_SCAN_STEPS {
+            let (next, ids) = queue.scan_dead(cursor, DEAD_PAGE).await?;
+            // A member seen twice by the scan was retried the first time: not found now.
             let page = queue.retry_dead(&ids).await?;
             report.retried += page.retried;
             report.deferred += page.deferred;
             report.malformed.extend(page.malformed);
-            if page.retried == 0 || ids.len() < DEAD_PAGE {
+            cursor = next;
+            if cursor == 0 {
                 break;
             }
         }

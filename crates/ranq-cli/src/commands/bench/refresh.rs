@@ -252,10 +252,12 @@ async fn through_queue(
         let enqueue = queue.enqueue(&jobs, p.enqueue_chunk, p.max_backlog, PHASE_TIMEOUT);
         let done = async {
             match role {
-                Role::Noop | Role::NoopStockLeases => wait_until_done(cache, &queue, groups.len() as u64, &bar).await,
+                Role::Noop | Role::NoopStockLeases => {
+                    wait_until_done(cache, &queue, groups.len() as u64, &mut children, &bar).await
+                }
                 Role::Worker => {
-                    let mut none: [Child; 0] = [];
-                    wait_until_refreshed(cache, groups.len() as u64, since, &mut none, PHASE_TIMEOUT, Some(&bar)).await
+                    wait_until_refreshed(cache, groups.len() as u64, since, &mut children, PHASE_TIMEOUT, Some(&bar))
+                        .await
                 }
             }
         };
@@ -281,8 +283,15 @@ async fn wait_for_workers(queue: &Queue, workers: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until `jobs` jobs are done (no-op workers do not vacuum, so the done set counts them).
-async fn wait_until_done(cache: &Cache, queue: &Queue, jobs: u64, bar: &ProgressBar) -> anyhow::Result<()> {
+/// Waits until `jobs` jobs are done (no-op workers do not vacuum, so the done set counts them);
+/// fails at once if a worker exits.
+async fn wait_until_done(
+    cache: &Cache,
+    queue: &Queue,
+    jobs: u64,
+    workers: &mut [Child],
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + PHASE_TIMEOUT;
     let mut conn = cache.connection();
     loop {
@@ -290,6 +299,11 @@ async fn wait_until_done(cache: &Cache, queue: &Queue, jobs: u64, bar: &Progress
         bar.set_position(done);
         if done >= jobs {
             return Ok(());
+        }
+        for worker in workers.iter_mut() {
+            if let Some(status) = worker.try_wait()? {
+                anyhow::bail!("a no-op worker died during the benchmark ({status})");
+            }
         }
         anyhow::ensure!(Instant::now() < deadline, "no-op jobs not done within {PHASE_TIMEOUT:?}: {done} of {jobs}");
         tokio::time::sleep(Duration::from_millis(10)).await;
