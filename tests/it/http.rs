@@ -6,9 +6,10 @@ use std::time::Duration;
 use chrono::Utc;
 use ranq_cache::{Cache, Write};
 use ranq_core::{Entry, Snapshot};
+use ranq_queue::{Queue, QueueOptions};
 use ranq_runtime::Shutdown;
-use ranq_runtime::settings::ReadSettings;
-use ranq_tests::{Dialect, TestEnv};
+use ranq_runtime::settings::{OnMiss, ReadSettings};
+use ranq_tests::{Dialect, Proc, TestEnv, eventually, truth};
 use serde_json::Value;
 
 struct Api {
@@ -18,12 +19,20 @@ struct Api {
 }
 
 impl Api {
+    /// A read API with short ages (FRESH ≤ 2 s < STALE ≤ 5 s < MISS) that asks for no refreshes.
     async fn start(cache: Cache) -> Self {
+        Self::start_with(cache, OnMiss::None, Duration::ZERO).await
+    }
+
+    async fn start_with(cache: Cache, on_miss: OnMiss, miss_wait: Duration) -> Self {
         let settings = ReadSettings {
             listen: "127.0.0.1:0".into(),
             stale_after: Duration::from_secs(2),
             max_age: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            on_miss,
+            miss_wait,
+            refresh_rate: 100,
         };
         let server = ranq_read::Server::bind(&settings, cache).await.unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());
@@ -225,4 +234,93 @@ async fn readiness_fails_when_redis_is_unreachable() {
     assert_eq!(status, 503, "{body}");
     assert!(body["error"].is_string());
     api.shutdown.trigger();
+}
+
+/// A counter of the API's own `/metrics`, 0 when it was never incremented.
+async fn counter(api: &Api, series: &str) -> u64 {
+    let text = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse::<f64>().ok()))
+        .map_or(0, |v| v as u64)
+}
+
+fn worker(env: &TestEnv) -> Proc {
+    let mut cmd = env.ranq();
+    cmd.args(["worker", "--batch-wait", "1ms"]);
+    Proc::spawn("worker", cmd)
+}
+
+/// `read.on_miss = "refresh"` with `read.miss_wait`: a group nobody refreshed yet is refreshed
+/// through the queue while the reader waits, and served FRESH with the SQL truth; a STALE answer
+/// asks for a refresh in the background.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_asks_the_workers_and_waits_for_fresh_data_and_a_stale_read_asks_in_the_background() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(5, 20).await;
+    let (source, cache) = (env.source().await, env.cache().await);
+    let mut w = worker(&env);
+    let api = Api::start_with(cache.clone(), OnMiss::Refresh, Duration::from_secs(10)).await;
+
+    let (status, headers, body) = api.get("/v1/groups/3/top").await;
+    assert_eq!((status, &headers["x-ranq-status"]), (200, &"FRESH".parse::<reqwest::header::HeaderValue>().unwrap()));
+    let entries: Vec<Entry> = serde_json::from_value(body["entries"].clone()).unwrap();
+    assert_eq!(entries, truth(&source, 3).await);
+    assert_eq!(counter(&api, r#"ranq_read_refreshes_total{outcome="enqueued"}"#).await, 1);
+
+    cache_aged(&cache, 4, 5, Duration::from_secs(3)).await;
+    let (_, headers, _) = api.get("/v1/groups/4/top").await;
+    assert_eq!(headers["x-ranq-status"], "STALE");
+    eventually(Duration::from_secs(15), "the stale group refreshed in the background", || async {
+        let (_, headers, body) = api.get("/v1/groups/4/top").await;
+        (headers["x-ranq-status"] == "FRESH" && body["entries"].as_array().map(Vec::len) == Some(20)).then_some(())
+    })
+    .await;
+    api.shutdown.trigger();
+    assert!(w.terminate(Duration::from_secs(20)).success());
+    source.close().await;
+    env.cleanup().await;
+}
+
+/// An unknown group answers MISS without flooding the queue: concurrent reads coalesce into one
+/// job, and once a worker has found the group absent, reads stop asking at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_reads_of_an_unknown_group_cost_at_most_a_handful_of_jobs() {
+    const UNKNOWN: i64 = 999_999;
+    let env = TestEnv::new(Dialect::Postgres).await;
+    env.seed(2, 5).await;
+    let cache = env.cache().await;
+    let api = Api::start_with(cache.clone(), OnMiss::Refresh, Duration::ZERO).await;
+    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
+    let flood = |n: usize| {
+        let api = &api;
+        async move {
+            for _ in 0..n / 50 {
+                let wave = (0..50).map(|_| api.get("/v1/groups/999999/top"));
+                for (status, headers, _) in futures::future::join_all(wave).await {
+                    assert_eq!((status, headers["x-ranq-status"].to_str().unwrap()), (404, "MISS"));
+                }
+            }
+        }
+    };
+
+    // No worker yet: everything asked for waits in the queue, as one job.
+    flood(500).await;
+    assert_eq!(queue.stats().await.unwrap().pending, 1, "one job for five hundred reads");
+
+    let mut w = worker(&env);
+    eventually(Duration::from_secs(15), "the worker found the group absent", || async {
+        cache.is_gone(UNKNOWN).await.unwrap().then_some(())
+    })
+    .await;
+    // Past the one-second memory of the first ask: now the tombstone answers.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    flood(500).await;
+    let enqueued = counter(&api, r#"ranq_read_refreshes_total{outcome="enqueued"}"#).await;
+    let absent = counter(&api, r#"ranq_read_refreshes_total{outcome="absent"}"#).await;
+    assert!(enqueued <= 3, "{enqueued} jobs for a thousand reads");
+    assert!(absent >= 1, "the tombstone stopped the reads from asking");
+    assert_eq!(queue.stats().await.unwrap().pending, 0);
+    api.shutdown.trigger();
+    assert!(w.terminate(Duration::from_secs(20)).success());
+    env.cleanup().await;
 }

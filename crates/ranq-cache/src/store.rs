@@ -171,6 +171,13 @@ impl Cache {
         }
     }
 
+    /// Whether a worker found `group` absent from the source within the tombstone's lifetime (and
+    /// no refresh has found it since).
+    pub async fn is_gone(&self, group: GroupId) -> Result<bool, CacheError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("EXISTS").arg(self.keys.gone(group)).query_async::<bool>(&mut conn).await?)
+    }
+
     /// The cached snapshot of `group`, if any. A value that does not decode is an error, which
     /// readers report as a MISS rather than serving garbage.
     pub async fn snapshot(&self, group: GroupId) -> Result<Option<Snapshot>, CacheError> {

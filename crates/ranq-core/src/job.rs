@@ -25,6 +25,8 @@ pub enum Reason {
     Manual,
     /// A mark in the dirty set.
     Dirty,
+    /// A reader found the group missing or stale (`read.on_miss`).
+    Read,
 }
 
 impl RefreshJob {

@@ -9,6 +9,7 @@
 //! address; [`Server::run_until`] serves until shutdown, finishing requests in flight.
 
 mod metrics;
+mod on_miss;
 pub mod response;
 mod routes;
 
@@ -21,6 +22,7 @@ use ranq_runtime::Shutdown;
 use ranq_runtime::settings::ReadSettings;
 
 pub use crate::metrics::ReadMetrics;
+pub use crate::on_miss::{Asked, OnMissRefresh};
 pub use crate::response::{TopResponse, read_top};
 
 /// Shared state of every request.
@@ -29,6 +31,8 @@ pub(crate) struct AppState {
     pub cache: Cache,
     pub policy: FreshnessPolicy,
     pub metrics: Arc<ReadMetrics>,
+    /// Refresh on read; `None` when `read.on_miss` is `none`.
+    pub on_miss: Option<Arc<OnMissRefresh>>,
 }
 
 /// A bound, not yet running, read server.
@@ -44,7 +48,8 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(&settings.listen).await.map_err(|e| {
             anyhow::anyhow!("cannot listen on {}: {e} (pick another address with --listen)", settings.listen)
         })?;
-        let state = AppState { cache, policy: settings.freshness(), metrics: Arc::new(ReadMetrics::new()) };
+        let on_miss = OnMissRefresh::new(settings, &cache).map(Arc::new);
+        let state = AppState { cache, policy: settings.freshness(), metrics: Arc::new(ReadMetrics::new()), on_miss };
         Ok(Self { listener, router: routes::router(state, settings.request_timeout) })
     }
 

@@ -1,4 +1,5 @@
-//! Prometheus metrics of the read API: `ranq_reads_total{status}` and `ranq_cache_age_seconds`.
+//! Prometheus metrics of the read API: `ranq_reads_total{status}`, `ranq_cache_age_seconds` and
+//! `ranq_read_refreshes_total{outcome}`.
 //!
 //! The recorder is owned by the server rather than installed globally, so several servers (in
 //! tests, or `ranq up`) each count their own requests.
@@ -39,6 +40,10 @@ impl ReadMetrics {
         with_local_recorder(&recorder, || {
             metrics::describe_counter!("ranq_reads_total", "Leaderboard reads by status (FRESH, STALE, MISS).");
             metrics::describe_histogram!("ranq_cache_age_seconds", "Age of the snapshot served, per read.");
+            metrics::describe_counter!(
+                "ranq_read_refreshes_total",
+                "Refreshes asked for by MISS and STALE reads, by outcome (enqueued, recent, limited, absent, skipped)."
+            );
         });
         Self { recorder, handle }
     }
@@ -51,6 +56,14 @@ impl ReadMetrics {
             if let Some(age) = age {
                 metrics::histogram!("ranq_cache_age_seconds").record(age.as_secs_f64());
             }
+        });
+    }
+
+    /// Records what a read's request for a refresh did.
+    pub fn record_refresh(&self, asked: crate::Asked) {
+        let recorder: &dyn Recorder = &self.recorder;
+        with_local_recorder(recorder, || {
+            metrics::counter!("ranq_read_refreshes_total", "outcome" => asked.as_str()).increment(1);
         });
     }
 

@@ -12,8 +12,8 @@ use ranq_core::{Freshness, GroupId, IdError, MemberId, parse_group_id, parse_lim
 use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::AppState;
 use crate::response::{ReadOutcome, TopResponse, read_top};
+use crate::{AppState, Asked};
 
 const STATUS_HEADER: &str = "x-ranq-status";
 
@@ -62,18 +62,57 @@ fn limit_param(query: Option<&str>) -> Result<usize, IdError> {
 }
 
 /// Reads a group's snapshot and records the read; `Err` is the response to send instead.
+///
+/// A STALE answer asks for a refresh in the background; a MISS asks for one and, with
+/// `read.miss_wait`, waits that long for it before answering. A quarantined group is left to its
+/// slow retry.
 async fn load(state: &AppState, group: GroupId, limit: usize) -> Result<(TopResponse, Duration), Response> {
     match read_top(&state.cache, &state.policy, group, limit).await {
         Ok(ReadOutcome::Served(response, age)) => {
+            if response.status == Freshness::Stale && !response.quarantined {
+                refresh_in_background(state, group);
+            }
             state.metrics.record(response.status, Some(age));
             Ok((response, age))
         }
         Ok(ReadOutcome::Miss { age, error }) => {
+            if error.is_none()
+                && let Some(found) = refresh_and_wait(state, group, limit).await
+            {
+                state.metrics.record(found.0.status, Some(found.1));
+                return Ok(found);
+            }
             state.metrics.record(Freshness::Miss, age);
             Err(miss(group, error))
         }
         Err(e) => Err(cache_unavailable(&e)),
     }
+}
+
+fn refresh_in_background(state: &AppState, group: GroupId) {
+    let Some(on_miss) = state.on_miss.clone().filter(|o| o.claim(group)) else { return };
+    let (cache, metrics) = (state.cache.clone(), state.metrics.clone());
+    // Short-lived: a Redis check and a push, each bounded by the connection's timeouts.
+    tokio::spawn(async move { metrics.record_refresh(on_miss.push(&cache, group).await) });
+}
+
+/// Asks for a refresh of a missing group, then polls for it up to `read.miss_wait`; the served
+/// answer if it landed in time.
+async fn refresh_and_wait(state: &AppState, group: GroupId, limit: usize) -> Option<(TopResponse, Duration)> {
+    let on_miss = state.on_miss.as_ref()?;
+    let asked = if on_miss.claim(group) { on_miss.push(&state.cache, group).await } else { Asked::Recent };
+    state.metrics.record_refresh(asked);
+    if on_miss.wait().is_zero() || !matches!(asked, Asked::Enqueued | Asked::Recent) {
+        return None;
+    }
+    let deadline = tokio::time::Instant::now() + on_miss.wait();
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(on_miss.poll_interval()).await;
+        if let Ok(ReadOutcome::Served(response, age)) = read_top(&state.cache, &state.policy, group, limit).await {
+            return Some((response, age));
+        }
+    }
+    None
 }
 
 async fn top(

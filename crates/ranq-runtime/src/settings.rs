@@ -129,6 +129,24 @@ pub struct ReadSettings {
     /// Upper bound on one HTTP request, Redis included.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// What a MISS or a STALE read does besides answering: ask the workers for a refresh.
+    pub on_miss: OnMiss,
+    /// How long a MISS waits for the refresh it asked for before answering (0: not at all).
+    #[serde(with = "humantime_serde")]
+    pub miss_wait: Duration,
+    /// Refreshes one read process may enqueue per second, whatever readers ask for.
+    pub refresh_rate: u32,
+}
+
+/// `read.on_miss`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMiss {
+    /// Enqueue a coalesced refresh of the group (never for a group the source does not have).
+    #[default]
+    Refresh,
+    /// Only answer.
+    None,
 }
 
 impl Default for Settings {
@@ -169,6 +187,9 @@ impl Default for Settings {
                 stale_after: Duration::from_secs(90),
                 max_age: Duration::from_secs(600),
                 request_timeout: Duration::from_secs(5),
+                on_miss: OnMiss::Refresh,
+                miss_wait: Duration::ZERO,
+                refresh_rate: 100,
             },
         }
     }

@@ -1,0 +1,151 @@
+//! Refresh on read (`read.on_miss`): a reader who finds a group missing or stale asks the workers
+//! for a refresh through the queue — the on-demand half of the design, without the database ever
+//! entering the read path.
+//!
+//! Readers must not be able to flood the queue, so a request goes through three guards before it
+//! costs a push: a group the workers found absent from the source (its tombstone) is never asked
+//! for; a group this process asked for within the last second is not asked for again; and the
+//! process pushes at most `read.refresh_rate` jobs a second. Past the guards, the queue's pending
+//! flag coalesces what many read processes ask for the same group into one job.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ranq_cache::Cache;
+use ranq_core::GroupId;
+use ranq_core::job::{Reason, RefreshJob};
+use ranq_queue::{Queue, QueueOptions};
+use ranq_runtime::settings::{OnMiss, ReadSettings};
+
+/// How long a group asked for is not asked for again by this process.
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(1);
+/// Groups remembered as recently asked for; the memory is cleared beyond this.
+const RECENT_CAPACITY: usize = 10_000;
+/// Queue depth above which reads stop pushing: the producer's default backlog bound, well below
+/// the ~8,000 due jobs at which apalis-redis 1.0's fetch fails (FACTS).
+const MAX_BACKLOG: usize = 4_000;
+/// How often a waiting MISS looks for the snapshot it asked for.
+const WAIT_POLL: Duration = Duration::from_millis(10);
+
+/// What asking for a refresh did (the `outcome` label of `ranq_read_refreshes_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// A refresh job was pushed (or coalesced with one already pending).
+    Enqueued,
+    /// This process asked for the group less than a second ago.
+    Recent,
+    /// The per-second cap was reached.
+    Limited,
+    /// The source does not have the group: nothing to refresh.
+    Absent,
+    /// The queue is full, or Redis failed; the producer's next tick will do.
+    Skipped,
+}
+
+impl Asked {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enqueued => "enqueued",
+            Self::Recent => "recent",
+            Self::Limited => "limited",
+            Self::Absent => "absent",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// The refresh-on-read policy of one read process.
+#[derive(Debug)]
+pub struct OnMissRefresh {
+    queue: Queue,
+    wait: Duration,
+    rate: u32,
+    /// Pushes in the current one-second window: (window start, count).
+    window: Mutex<(Instant, u32)>,
+    recent: Mutex<HashMap<GroupId, Instant>>,
+}
+
+impl OnMissRefresh {
+    /// `None` when `read.on_miss` is `none`. The wait is kept short of the request timeout, so a
+    /// waiting MISS still answers 404 rather than 503.
+    pub fn new(settings: &ReadSettings, cache: &Cache) -> Option<Self> {
+        let wait = settings.miss_wait.min(settings.request_timeout.saturating_sub(Duration::from_millis(100)));
+        (settings.on_miss == OnMiss::Refresh).then(|| Self {
+            queue: Queue::new(cache.connection(), cache.keys(), &QueueOptions::default()),
+            wait,
+            rate: settings.refresh_rate,
+            window: Mutex::new((Instant::now(), 0)),
+            recent: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// How long a MISS waits for the refresh it asked for.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        WAIT_POLL
+    }
+
+    /// The first guard, without IO: `false` if this process asked for `group` within the last
+    /// second. A `true` must be followed by [`OnMissRefresh::push`].
+    pub fn claim(&self, group: GroupId) -> bool {
+        self.remember(group, Instant::now())
+    }
+
+    /// The rest of the guards, then the push.
+    pub async fn push(&self, cache: &Cache, group: GroupId) -> Asked {
+        let now = Instant::now();
+        match cache.is_gone(group).await {
+            Ok(true) => return Asked::Absent,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::debug!(group, %error, "refresh on read skipped: cache unavailable");
+                return Asked::Skipped;
+            }
+        }
+        if !self.take_token(now) {
+            return Asked::Limited;
+        }
+        let job = RefreshJob::new(group, Reason::Read);
+        match self.queue.enqueue(&[job], 1, MAX_BACKLOG, Duration::ZERO).await {
+            Ok(report) if report.pushed == 1 => Asked::Enqueued,
+            Ok(_) => Asked::Skipped,
+            Err(error) => {
+                tracing::warn!(group, %error, "refresh on read could not be enqueued");
+                Asked::Skipped
+            }
+        }
+    }
+
+    /// Records that `group` is being asked for; `false` if it was within [`ASK_AGAIN_AFTER`].
+    fn remember(&self, group: GroupId, now: Instant) -> bool {
+        let mut recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if recent.get(&group).is_some_and(|&at| now.duration_since(at) < ASK_AGAIN_AFTER) {
+            return false;
+        }
+        if recent.len() >= RECENT_CAPACITY {
+            recent.retain(|_, at| now.duration_since(*at) < ASK_AGAIN_AFTER);
+            if recent.len() >= RECENT_CAPACITY {
+                recent.clear();
+            }
+        }
+        recent.insert(group, now);
+        true
+    }
+
+    /// A fixed one-second window: coarse, but it bounds what any burst of reads can push.
+    fn take_token(&self, now: Instant) -> bool {
+        let mut window = self.window.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if now.duration_since(window.0) >= Duration::from_secs(1) {
+            *window = (now, 0);
+        }
+        if window.1 >= self.rate {
+            return false;
+        }
+        window.1 += 1;
+        true
+    }
+}
