@@ -10,6 +10,7 @@ mod failover;
 mod fence;
 mod fleet;
 mod http;
+mod http_fuzz;
 mod producer;
 mod queue;
 mod refresh;

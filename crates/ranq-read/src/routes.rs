@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -115,12 +116,22 @@ async fn refresh_and_wait(state: &AppState, group: GroupId, limit: usize) -> Opt
     None
 }
 
+/// A path that does not decode (percent-escapes that are not UTF-8) answers like any other bad
+/// id: a JSON 400, not axum's plain-text rejection.
+fn bad_path(rejection: &PathRejection) -> Response {
+    error(StatusCode::BAD_REQUEST, "bad_path", format!("{}: ids are 64-bit integers", rejection.body_text()))
+}
+
 async fn top(
     State(state): State<AppState>,
-    Path(group): Path<String>,
+    group: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    let group = match group {
+        Ok(Path(group)) => group,
+        Err(rejection) => return bad_path(&rejection),
+    };
     let (group, limit) = match (parse_group_id(&group), limit_param(query.as_deref())) {
         (Ok(group), Ok(limit)) => (group, limit),
         (Err(e), _) | (_, Err(e)) => return bad_input(&e),
@@ -149,7 +160,11 @@ async fn top(
     (StatusCode::OK, out_headers, axum::Json(response)).into_response()
 }
 
-async fn member(State(state): State<AppState>, Path((group, member)): Path<(String, String)>) -> Response {
+async fn member(State(state): State<AppState>, path: Result<Path<(String, String)>, PathRejection>) -> Response {
+    let (group, member) = match path {
+        Ok(Path(ids)) => ids,
+        Err(rejection) => return bad_path(&rejection),
+    };
     let group = match parse_group_id(&group) {
         Ok(group) => group,
         Err(e) => return bad_input(&e),
