@@ -115,6 +115,9 @@ pub enum BenchCommand {
     /// One full refresh of every group through the real queue and worker processes, beside the
     /// no-op queue ceiling, a naive one-query-per-group refresh and the batched SQL + SET floor.
     Refresh(RefreshBenchArgs),
+    /// The read API serving a cached top-100 under load, beside a minimal server answering the
+    /// same bytes: requests per second at full load, latency percentiles at half load.
+    Read(ReadBenchArgs),
     /// A worker that acks every job without work (the refresh bench's ceiling).
     #[command(hide = true)]
     NoopWorker {
@@ -135,6 +138,19 @@ pub struct RefreshBenchArgs {
     /// Worker processes (and parallel loops for the no-queue floor).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: u32,
+    /// Also write the report as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadBenchArgs {
+    /// Seconds of load per measurement (four measurements in all).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// Concurrent keep-alive connections of the load generator at full load.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub connections: u32,
     /// Also write the report as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,

@@ -49,6 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => commands::up::up(&ctx, &args).await,
         Command::Bench(cli::BenchCommand::Soak(args)) => commands::bench::soak(&ctx, &args).await,
         Command::Bench(cli::BenchCommand::Refresh(args)) => commands::bench::refresh(&ctx, &args).await,
+        Command::Bench(cli::BenchCommand::Read(args)) => commands::bench::read(&ctx, &args).await,
         Command::Bench(cli::BenchCommand::NoopWorker { stock_leases }) => {
             commands::bench::noop_worker(&ctx, stock_leases).await
         }

@@ -21,8 +21,10 @@ use tokio::process::{Child, Command};
 use crate::cli::SoakArgs;
 use crate::context::{Context, UsageError};
 
+mod read;
 mod refresh;
 
+pub use read::read;
 pub use refresh::refresh;
 
 /// Longest wait for one tick's groups to be refreshed before the bench gives up.

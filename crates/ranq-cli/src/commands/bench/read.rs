@@ -1,0 +1,260 @@
+//! `ranq bench read`: the read API serving a cached top-100 under load, beside a minimal server
+//! (axum, one route, the same bytes from memory) that stands for a static file. Both run in this
+//! process on loopback, behind the same load generator, so the ratio between them is the read
+//! path's own cost: Redis round trip, snapshot decoding, classification and serialisation.
+//!
+//! Four measurements: each server at full load (closed loop, `--connections` requests in flight)
+//! for requests per second, then each at half of its own full-load rate (open loop: latency is
+//! counted from when a request was due, so a stall cannot hide itself) for percentiles.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use chrono::Utc;
+use indicatif::ProgressBar;
+use ranq_cache::{Cache, Write};
+use ranq_core::{Entry, Snapshot};
+use ranq_runtime::Shutdown;
+use ranq_runtime::settings::OnMiss;
+use serde::Serialize;
+
+use crate::cli::ReadBenchArgs;
+use crate::context::Context;
+
+/// The group the bench caches and reads.
+const GROUP: i64 = 1;
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize)]
+struct Load {
+    requests: u64,
+    errors: u64,
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct ReadReport {
+    body_bytes: usize,
+    connections: u32,
+    seconds: u64,
+    api_full_load: Load,
+    static_full_load: Load,
+    api_half_load: Load,
+    static_half_load: Load,
+    api_share_of_static: f64,
+}
+
+pub async fn read(ctx: &Context, args: &ReadBenchArgs) -> anyhow::Result<ExitCode> {
+    let namespace =
+        format!("{}-bench-read-{}-{}", ctx.settings.namespace, std::process::id(), Utc::now().timestamp_millis());
+    let cache = Cache::connect(&ctx.settings.redis_url, &namespace).await?;
+    let shutdown = Shutdown::new();
+    let result = run(ctx, args, &cache, &shutdown).await;
+    shutdown.trigger();
+    let _ = super::unlink_matching(&cache, &cache.keys().all_pattern()).await;
+    let report = result?;
+    print(&report);
+    if let Some(path) = args.json.as_deref() {
+        write_json(path, &report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_json(path: &Path, report: &ReadReport) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(report)?)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+async fn run(ctx: &Context, args: &ReadBenchArgs, cache: &Cache, shutdown: &Shutdown) -> anyhow::Result<ReadReport> {
+    // A realistic top-100: member ids and scores of production-like width.
+    let entries = (1..=100u32)
+        .map(|rank| Entry {
+            rank,
+            member: 1_000_000 + i64::from(rank) * 7_919,
+            score: 9_000_000 - i64::from(rank) * 3_571,
+        })
+        .collect();
+    cache.write_batch(&[Write::Snapshot(Snapshot::new(GROUP, Utc::now().timestamp_micros(), entries))]).await?;
+
+    let mut settings = ctx.settings.read.clone();
+    settings.listen = "127.0.0.1:0".into();
+    settings.on_miss = OnMiss::None;
+    let api = ranq_read::Server::bind(&settings, cache.clone()).await?;
+    let api_url = format!("http://{}/v1/groups/{GROUP}/top", api.local_addr()?);
+    tokio::spawn(api.run_until(shutdown.clone()));
+
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections as usize * 2).build()?;
+    let body = client.get(&api_url).send().await?.error_for_status()?.bytes().await?;
+    let static_url = serve_static(body.clone(), shutdown.clone()).await?;
+
+    let (connections, duration) = (args.connections, Duration::from_secs(args.seconds));
+    let api_full = measure("read API, full load", closed_loop(&client, &api_url, connections, duration)).await?;
+    let static_full = measure("static, full load", closed_loop(&client, &static_url, connections, duration)).await?;
+    let half = |full: &Load| full.requests_per_second / 2.0;
+    let api_half =
+        measure("read API, half load", open_loop(&client, &api_url, half(&api_full), connections, duration)).await?;
+    let static_half =
+        measure("static, half load", open_loop(&client, &static_url, half(&static_full), connections, duration))
+            .await?;
+    let share = if static_full.requests_per_second > 0.0 {
+        api_full.requests_per_second / static_full.requests_per_second
+    } else {
+        0.0
+    };
+    Ok(ReadReport {
+        body_bytes: body.len(),
+        connections,
+        seconds: args.seconds,
+        api_full_load: api_full,
+        static_full_load: static_full,
+        api_half_load: api_half,
+        static_half_load: static_half,
+        api_share_of_static: share,
+    })
+}
+
+/// The stand-in for a static file: one route answering `body` from memory.
+async fn serve_static(body: Bytes, shutdown: Shutdown) -> anyhow::Result<String> {
+    use axum::http::header::CONTENT_TYPE;
+    let app = axum::Router::new().route(
+        "/static",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { ([(CONTENT_TYPE, "application/json")], body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/static", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await;
+    });
+    Ok(url)
+}
+
+async fn measure(name: &str, load: impl std::future::Future<Output = anyhow::Result<Load>>) -> anyhow::Result<Load> {
+    let spinner = ProgressBar::new_spinner().with_message(format!("{name}…"));
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let load = load.await?;
+    spinner.finish_and_clear();
+    eprintln!("{name:<20} {:>9.0} req/s  p99 {:>6.2} ms", load.requests_per_second, load.p99_ms);
+    Ok(load)
+}
+
+/// `connections` loops, each sending its next request as soon as the last one is answered.
+async fn closed_loop(
+    client: &reqwest::Client,
+    url: &str,
+    connections: u32,
+    duration: Duration,
+) -> anyhow::Result<Load> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let lanes = (0..connections).map(|_| {
+        let (client, url) = (client.clone(), url.to_owned());
+        tokio::spawn(async move {
+            let mut lane = Lane::default();
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                lane.record(get(&client, &url).await, sent);
+            }
+            lane
+        })
+    });
+    let lanes = futures::future::try_join_all(lanes).await?;
+    Ok(summarise(lanes, started.elapsed()))
+}
+
+/// `connections` loops sharing `rate` requests per second on a fixed schedule; each latency is
+/// counted from when its request was due, so falling behind shows in the figures.
+async fn open_loop(
+    client: &reqwest::Client,
+    url: &str,
+    rate: f64,
+    connections: u32,
+    duration: Duration,
+) -> anyhow::Result<Load> {
+    anyhow::ensure!(rate > 0.0, "no requests were answered at full load");
+    let every = Duration::from_secs_f64(f64::from(connections) / rate);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let lanes = (0..connections).map(|i| {
+        let (client, url) = (client.clone(), url.to_owned());
+        let first = started + every.mul_f64(f64::from(i) / f64::from(connections));
+        tokio::spawn(async move {
+            let mut lane = Lane::default();
+            let mut due = first;
+            while due < deadline {
+                tokio::time::sleep_until(due.into()).await;
+                lane.record(get(&client, &url).await, due);
+                due += every;
+            }
+            lane
+        })
+    });
+    let lanes = futures::future::try_join_all(lanes).await?;
+    Ok(summarise(lanes, started.elapsed()))
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> bool {
+    match client.get(url).send().await {
+        Ok(response) if response.status().is_success() => response.bytes().await.is_ok(),
+        _ => false,
+    }
+}
+
+/// What one loop of the load generator saw: latencies in microseconds, and failures.
+#[derive(Debug, Default)]
+struct Lane {
+    micros: Vec<u32>,
+    errors: u64,
+}
+
+impl Lane {
+    fn record(&mut self, ok: bool, since: Instant) {
+        if ok {
+            self.micros.push(u32::try_from(since.elapsed().as_micros()).unwrap_or(u32::MAX));
+        } else {
+            self.errors += 1;
+        }
+    }
+}
+
+fn summarise(lanes: Vec<Lane>, elapsed: Duration) -> Load {
+    let errors = lanes.iter().map(|l| l.errors).sum();
+    let mut micros: Vec<u32> = lanes.into_iter().flat_map(|l| l.micros).collect();
+    micros.sort_unstable();
+    let at = |q: f64| -> f64 {
+        let Some(last) = micros.len().checked_sub(1) else { return 0.0 };
+        f64::from(micros[((last as f64) * q).round() as usize]) / 1000.0
+    };
+    Load {
+        requests: micros.len() as u64,
+        errors,
+        requests_per_second: micros.len() as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+    }
+}
+
+fn print(r: &ReadReport) {
+    println!(
+        "read: a cached top-100 ({} bytes), {} connections, {} s per measurement, loopback",
+        r.body_bytes, r.connections, r.seconds
+    );
+    println!("  {:<34} {:>10} {:>9} {:>9} {:>9}", "", "req/s", "p50 ms", "p99 ms", "errors");
+    let line = |label: &str, l: &Load| {
+        println!("  {label:<34} {:>10.0} {:>9.2} {:>9.2} {:>9}", l.requests_per_second, l.p50_ms, l.p99_ms, l.errors);
+    };
+    line("read API, full load", &r.api_full_load);
+    line("static bytes, full load", &r.static_full_load);
+    line("read API, half of its full load", &r.api_half_load);
+    line("static bytes, half of its full load", &r.static_half_load);
+    println!("  read API = {:.0} % of the static figure", r.api_share_of_static * 100.0);
+}
