@@ -9,7 +9,7 @@ use ranq_core::{Entry, Snapshot};
 use ranq_queue::{Queue, QueueOptions};
 use ranq_runtime::Shutdown;
 use ranq_runtime::settings::{OnMiss, ReadSettings};
-use ranq_tests::{Dialect, Proc, TestEnv, eventually, truth};
+use ranq_tests::{Dialect, Proc, TestEnv, eventually, free_port, truth};
 use serde_json::Value;
 
 struct Api {
@@ -25,6 +25,10 @@ impl Api {
     }
 
     async fn start_with(cache: Cache, on_miss: OnMiss, miss_wait: Duration) -> Self {
+        Self::start_full(cache, on_miss, miss_wait, Duration::from_secs(1)).await
+    }
+
+    async fn start_full(cache: Cache, on_miss: OnMiss, miss_wait: Duration, local_ttl: Duration) -> Self {
         let settings = ReadSettings {
             listen: "127.0.0.1:0".into(),
             stale_after: Duration::from_secs(2),
@@ -33,6 +37,7 @@ impl Api {
             on_miss,
             miss_wait,
             refresh_rate: 100,
+            local_ttl,
         };
         let server = ranq_read::Server::bind(&settings, cache).await.unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());
@@ -322,5 +327,78 @@ async fn a_thousand_reads_of_an_unknown_group_cost_at_most_a_handful_of_jobs() {
     assert_eq!(queue.stats().await.unwrap().pending, 0);
     api.shutdown.trigger();
     assert!(w.terminate(Duration::from_secs(20)).success());
+    env.cleanup().await;
+}
+
+/// `read.local_ttl`: a read process keeps what it read, and drops it the moment a worker
+/// announces a write of the group on `<ns>:written` — here with a TTL long enough that only the
+/// announcement can explain the new answer.
+#[tokio::test]
+async fn a_kept_copy_is_served_until_a_write_of_the_group_is_announced() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let cache = env.cache().await;
+    let api = Api::start_full(cache.clone(), OnMiss::None, Duration::ZERO, Duration::from_secs(60)).await;
+    let key = cache.keys().top(1);
+    let version = |body: &Value| body["version"].as_i64().unwrap_or(0);
+    let entries = || vec![Entry { rank: 1, member: 7, score: 7 }];
+
+    // Snapshots written behind the API's back (no announcement): once it has subscribed and kept
+    // a copy, a read after the overwrite still answers the copy.
+    eventually(Duration::from_secs(5), "the API answers from its copy", || {
+        let (api, cache, key) = (&api, cache.clone(), key.clone());
+        async move {
+            let mut conn = cache.connection();
+            let base = Utc::now().timestamp_micros();
+            let set = |v: i64| redis::cmd("SET").arg(&key).arg(Snapshot::new(1, v, entries()).to_json()).clone();
+            set(base).query_async::<()>(&mut conn).await.unwrap();
+            let (_, _, first) = api.get("/v1/groups/1/top").await;
+            set(base + 1).query_async::<()>(&mut conn).await.unwrap();
+            let (_, _, second) = api.get("/v1/groups/1/top").await;
+            // Kept: the overwrite does not show, whatever the copy holds.
+            (version(&second) == version(&first) && version(&second) != base + 1).then_some(())
+        }
+    })
+    .await;
+
+    // A worker's write announces the group: the next reads answer it, long before the TTL.
+    let written = Utc::now().timestamp_micros() + 1_000;
+    cache.write_batch(&[Write::Snapshot(Snapshot::new(1, written, entries()))]).await.unwrap();
+    eventually(Duration::from_secs(2), "the announced write served", || async {
+        let (_, _, body) = api.get("/v1/groups/1/top").await;
+        (version(&body) == written).then_some(())
+    })
+    .await;
+    api.shutdown.trigger();
+    env.cleanup().await;
+}
+
+/// A value under a snapshot key that is not a snapshot (a bug elsewhere, a hand edit) is never
+/// served and never an error for the client: 404 MISS, and a log line naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_snapshot_answers_miss_and_is_logged() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let cache = env.cache().await;
+    let mut conn = cache.connection();
+    redis::cmd("SET").arg(cache.keys().top(5)).arg("{not a snapshot").query_async::<()>(&mut conn).await.unwrap();
+    let log = env.dir.join("serve.log");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut serve = {
+        let mut cmd = env.ranq();
+        cmd.args(["serve", "--listen", &addr]).stderr(std::fs::File::create(&log).unwrap());
+        Proc::spawn("serve", cmd)
+    };
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/v1/groups/5/top");
+    let response = eventually(Duration::from_secs(15), "serve answers", || async { http.get(&url).send().await.ok() }).await;
+    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(response.headers()["x-ranq-status"], "MISS");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!((body["status"].as_str(), body["group"].as_i64()), (Some("MISS"), Some(5)), "{body}");
+    assert!(serve.terminate(Duration::from_secs(20)).success());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.lines().any(|l| l.contains("corrupt snapshot read as a MISS") && l.contains(&cache.keys().top(5))),
+        "{logged}"
+    );
     env.cleanup().await;
 }

@@ -124,6 +124,7 @@ fn no_request_gets_a_5xx_or_crashes_the_server() {
             on_miss: OnMiss::Refresh,
             miss_wait: Duration::ZERO,
             refresh_rate: 100,
+            local_ttl: Duration::from_secs(1),
         };
         let server = ranq_read::Server::bind(&settings, cache).await.unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());

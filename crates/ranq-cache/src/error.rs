@@ -8,4 +8,6 @@ pub enum CacheError {
     Redis(#[from] redis::RedisError),
     #[error("snapshot at {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error("cannot subscribe to snapshot changes (no Redis URL, or no answer within 5 s)")]
+    NoSubscription,
 }

@@ -74,6 +74,9 @@ pub struct FreshnessCounts {
 pub struct Cache {
     conn: ConnectionManager,
     keys: Keys,
+    /// For pub/sub, which needs a connection of its own; `None` for a cache built from a bare
+    /// connection.
+    client: Option<redis::Client>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -84,12 +87,26 @@ impl std::fmt::Debug for Cache {
 
 impl Cache {
     pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
-        Self { conn, keys }
+        Self { conn, keys, client: None }
     }
 
     /// Connects to `url` and serves namespace `namespace`.
     pub async fn connect(url: &str, namespace: &str) -> Result<Self, CacheError> {
-        Ok(Self::new(crate::connect(url).await?, Keys::new(namespace)))
+        let mut cache = Self::new(crate::connect(url).await?, Keys::new(namespace));
+        cache.client = redis::Client::open(url).ok();
+        Ok(cache)
+    }
+
+    /// A pub/sub connection subscribed to [`Keys::written_channel`]: each message names groups
+    /// whose snapshot may have changed. Fails for a cache built without a URL.
+    pub async fn subscribe_written(&self) -> Result<redis::aio::PubSub, CacheError> {
+        let client = self.client.as_ref().ok_or(CacheError::NoSubscription)?;
+        let connect = client.get_async_pubsub();
+        let mut pubsub = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| CacheError::NoSubscription)??;
+        pubsub.subscribe(self.keys.written_channel()).await?;
+        Ok(pubsub)
     }
 
     pub fn keys(&self) -> &Keys {
@@ -139,6 +156,9 @@ impl Cache {
         let groups: Vec<GroupId> = writes.iter().map(Write::group).collect();
         pipe.cmd("HDEL").arg(self.keys.quarantine_failures()).arg(&groups).ignore();
         pipe.cmd("ZREM").arg(self.keys.quarantine_due()).arg(&groups).ignore();
+        // Read processes drop their in-memory copies of these groups (fenced ones needlessly, but
+        // the outcomes are not known before the pipeline runs, and one message per batch is cheap).
+        pipe.cmd("PUBLISH").arg(self.keys.written_channel()).arg(join_groups(&groups)).ignore();
         let codes: Vec<i64> = self.query_loading_script(&pipe).await?;
         // Deleted now (2), or found deleted at a newer version (3): a retry of a deletion whose
         // reply was lost, whose index update must still happen.
@@ -280,6 +300,11 @@ pub fn stored_version(json: &str) -> Option<Version> {
     let rest = &json[json.find(r#""version":"#)? + 10..];
     let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
     rest[..end].parse().ok()
+}
+
+/// Groups as a `written` channel message: `1,2,3`.
+pub fn join_groups(groups: &[GroupId]) -> String {
+    groups.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
 #[cfg(test)]

@@ -48,6 +48,12 @@ impl Keys {
         format!("{}:index", self.ns)
     }
 
+    /// `<ns>:written` — pub/sub channel: comma-separated groups whose snapshot (or quarantine flag)
+    /// may have just changed, so read processes drop their in-memory copies at once.
+    pub fn written_channel(&self) -> String {
+        format!("{}:written", self.ns)
+    }
+
     /// `<ns>:queue` — the apalis-redis queue name; apalis derives its own keys from it.
     pub fn queue(&self) -> String {
         format!("{}:queue", self.ns)
@@ -134,6 +140,7 @@ mod tests {
             k.gone(1),
             k.dirty(),
             k.index(),
+            k.written_channel(),
             k.queue(),
             k.tick_claim("x"),
             k.ticks(),

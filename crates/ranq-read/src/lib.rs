@@ -8,6 +8,7 @@
 //! The build/run split follows zero2prod: [`Server::bind`] binds (port 0 in tests) and reports the
 //! address; [`Server::run_until`] serves until shutdown, finishing requests in flight.
 
+mod local;
 mod metrics;
 mod on_miss;
 pub mod response;
@@ -21,6 +22,7 @@ use ranq_core::FreshnessPolicy;
 use ranq_runtime::Shutdown;
 use ranq_runtime::settings::ReadSettings;
 
+use crate::local::LocalSnapshots;
 pub use crate::metrics::ReadMetrics;
 pub use crate::on_miss::{Asked, OnMissRefresh};
 pub use crate::response::{TopResponse, read_top};
@@ -33,6 +35,8 @@ pub(crate) struct AppState {
     pub metrics: Arc<ReadMetrics>,
     /// Refresh on read; `None` when `read.on_miss` is `none`.
     pub on_miss: Option<Arc<OnMissRefresh>>,
+    /// In-memory copies of snapshots; `None` when `read.local_ttl` is zero.
+    pub local: Option<Arc<LocalSnapshots>>,
 }
 
 /// A bound, not yet running, read server.
@@ -40,6 +44,8 @@ pub(crate) struct AppState {
 pub struct Server {
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    cache: Cache,
+    local: Option<Arc<LocalSnapshots>>,
 }
 
 impl Server {
@@ -49,8 +55,15 @@ impl Server {
             anyhow::anyhow!("cannot listen on {}: {e} (pick another address with --listen)", settings.listen)
         })?;
         let on_miss = OnMissRefresh::new(settings, &cache).map(Arc::new);
-        let state = AppState { cache, policy: settings.freshness(), metrics: Arc::new(ReadMetrics::new()), on_miss };
-        Ok(Self { listener, router: routes::router(state, settings.request_timeout) })
+        let local = LocalSnapshots::new(settings.local_ttl);
+        let state = AppState {
+            cache: cache.clone(),
+            policy: settings.freshness(),
+            metrics: Arc::new(ReadMetrics::new()),
+            on_miss,
+            local: local.clone(),
+        };
+        Ok(Self { listener, router: routes::router(state, settings.request_timeout), cache, local })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -59,6 +72,9 @@ impl Server {
 
     /// Serves until `shutdown` is triggered, then stops accepting and drains open requests.
     pub async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        if let Some(local) = self.local {
+            tokio::spawn(local.follow(self.cache, shutdown.clone()));
+        }
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { shutdown.wait().await })
             .await

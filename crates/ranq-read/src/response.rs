@@ -97,16 +97,43 @@ pub async fn read_top(
     group: GroupId,
     limit: usize,
 ) -> Result<ReadOutcome, CacheError> {
+    let (snapshot, health) = fetch(cache, group).await?.into_parts();
+    Ok(classify(snapshot, health, policy, limit, Utc::now()))
+}
+
+/// What Redis holds for a group, before classification.
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    Found {
+        snapshot: Option<Snapshot>,
+        health: Option<GroupHealth>,
+    },
+    /// A value under the snapshot key that does not decode: read as a MISS, never kept.
+    Corrupt {
+        health: Option<GroupHealth>,
+    },
+}
+
+impl Fetched {
+    pub fn into_parts(self) -> (Option<Snapshot>, Option<GroupHealth>) {
+        match self {
+            Self::Found { snapshot, health } => (snapshot, health),
+            Self::Corrupt { health } => (None, health),
+        }
+    }
+}
+
+/// Reads a group's snapshot and health in one round trip; a corrupt snapshot is logged.
+pub async fn fetch(cache: &Cache, group: GroupId) -> Result<Fetched, CacheError> {
     let (snapshot, health) = cache.snapshot_and_health(group).await?;
-    let snapshot = match snapshot {
-        Ok(snapshot) => snapshot,
+    match snapshot {
+        Ok(snapshot) => Ok(Fetched::Found { snapshot, health }),
         Err(CacheError::Corrupt { key, reason }) => {
             tracing::warn!(%key, %reason, "corrupt snapshot read as a MISS");
-            None
+            Ok(Fetched::Corrupt { health })
         }
-        Err(e) => return Err(e),
-    };
-    Ok(classify(snapshot, health, policy, limit, Utc::now()))
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use ranq_core::{Freshness, GroupId, IdError, MemberId, parse_group_id, parse_lim
 use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::response::{ReadOutcome, TopResponse, read_top};
+use crate::response::{Fetched, ReadOutcome, TopResponse, classify, fetch, read_top};
 use crate::{AppState, Asked};
 
 const STATUS_HEADER: &str = "x-ranq-status";
@@ -68,7 +68,7 @@ fn limit_param(query: Option<&str>) -> Result<usize, IdError> {
 /// `read.miss_wait`, waits that long for it before answering. A quarantined group is left to its
 /// slow retry.
 async fn load(state: &AppState, group: GroupId, limit: usize) -> Result<(TopResponse, Duration), Response> {
-    match read_top(&state.cache, &state.policy, group, limit).await {
+    match read_kept_or_fetched(state, group, limit).await {
         Ok(ReadOutcome::Served(response, age)) => {
             if response.status == Freshness::Stale && !response.quarantined {
                 refresh_in_background(state, group);
@@ -88,6 +88,29 @@ async fn load(state: &AppState, group: GroupId, limit: usize) -> Result<(TopResp
         }
         Err(e) => Err(cache_unavailable(&e)),
     }
+}
+
+/// [`read_top`], answered from the in-memory copy when there is a live one.
+async fn read_kept_or_fetched(
+    state: &AppState,
+    group: GroupId,
+    limit: usize,
+) -> Result<ReadOutcome, ranq_cache::CacheError> {
+    let Some(local) = &state.local else { return read_top(&state.cache, &state.policy, group, limit).await };
+    let (snapshot, health) = match local.get(group) {
+        Some(kept) => kept,
+        None => {
+            let epoch = local.epoch();
+            match fetch(&state.cache, group).await? {
+                Fetched::Found { snapshot, health } => {
+                    local.keep(group, epoch, snapshot.as_ref(), health.as_ref());
+                    (snapshot, health)
+                }
+                corrupt @ Fetched::Corrupt { .. } => corrupt.into_parts(),
+            }
+        }
+    };
+    Ok(classify(snapshot, health, &state.policy, limit, chrono::Utc::now()))
 }
 
 fn refresh_in_background(state: &AppState, group: GroupId) {

@@ -136,6 +136,10 @@ pub struct ReadSettings {
     pub miss_wait: Duration,
     /// Refreshes one read process may enqueue per second, whatever readers ask for.
     pub refresh_rate: u32,
+    /// How long a read process keeps an in-memory copy of a snapshot it read (0: never). Copies
+    /// are dropped at once when a worker writes the group; this bounds them if a message is lost.
+    #[serde(with = "humantime_serde")]
+    pub local_ttl: Duration,
 }
 
 /// `read.on_miss`.
@@ -190,6 +194,7 @@ impl Default for Settings {
                 on_miss: OnMiss::Refresh,
                 miss_wait: Duration::ZERO,
                 refresh_rate: 100,
+                local_ttl: Duration::from_secs(1),
             },
         }
     }

@@ -4,8 +4,9 @@
 //! path's own cost: Redis round trip, snapshot decoding, classification and serialisation.
 //!
 //! Four measurements: each server at full load (closed loop, `--connections` requests in flight)
-//! for requests per second, then each at half of its own full-load rate (open loop: latency is
-//! counted from when a request was due, so a stall cannot hide itself) for percentiles.
+//! for requests per second, then each at half of its own full-load rate (open loop: a request
+//! sent late because the one before it was slow counts its latency from when it was due, so a
+//! stall cannot hide itself) for percentiles.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -190,8 +191,16 @@ async fn open_loop(
             let mut lane = Lane::default();
             let mut due = first;
             while due < deadline {
-                tokio::time::sleep_until(due.into()).await;
-                lane.record(get(&client, &url).await, due);
+                // On schedule, latency runs from the send (the timer may wake a millisecond late,
+                // which is the generator's error, not the server's); behind schedule because the
+                // last answer was slow, it runs from when the request was due.
+                let since = if Instant::now() >= due {
+                    due
+                } else {
+                    tokio::time::sleep_until(due.into()).await;
+                    Instant::now()
+                };
+                lane.record(get(&client, &url).await, since);
                 due += every;
             }
             lane

@@ -1,0 +1,145 @@
+//! An in-process copy of recently read snapshots (`read.local_ttl`), so that a hot group costs a
+//! read process no Redis round trip and no decoding.
+//!
+//! Correctness never rests on it. Workers publish the groups of every batch they write on
+//! `<ns>:written`, and a subscriber drops those groups here at once; a copy also expires after
+//! `local_ttl` whatever happens to the messages. While the subscription is down, nothing is kept
+//! and every read goes to Redis. Status and `age_ms` are computed per request from the snapshot's
+//! `computed_at`, so a kept copy ages exactly like the one in Redis.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use ranq_cache::Cache;
+use ranq_core::{GroupHealth, GroupId, Snapshot};
+use ranq_runtime::Shutdown;
+
+/// Groups kept at most; beyond it expired copies are dropped, then all of them.
+const CAPACITY: usize = 10_000;
+/// Wait before subscribing again after the subscription failed or ended.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+struct Kept {
+    at: Instant,
+    snapshot: Option<Arc<Snapshot>>,
+    health: Option<GroupHealth>,
+}
+
+/// The copies, and whether the invalidation feed is live.
+#[derive(Debug)]
+pub struct LocalSnapshots {
+    ttl: Duration,
+    live: AtomicBool,
+    /// Bumped by every invalidation: a read that started before one does not keep its result,
+    /// which may be the value the invalidation was about.
+    epoch: AtomicU64,
+    kept: Mutex<HashMap<GroupId, Kept>>,
+}
+
+impl LocalSnapshots {
+    /// `None` when `ttl` is zero (the copy is off).
+    pub fn new(ttl: Duration) -> Option<Arc<Self>> {
+        (!ttl.is_zero()).then(|| {
+            Arc::new(Self {
+                ttl,
+                live: AtomicBool::new(false),
+                epoch: AtomicU64::new(0),
+                kept: Mutex::new(HashMap::new()),
+            })
+        })
+    }
+
+    /// The kept copy of `group`, if the feed is live and the copy younger than the TTL.
+    pub fn get(&self, group: GroupId) -> Option<(Option<Snapshot>, Option<GroupHealth>)> {
+        if !self.live.load(Ordering::Acquire) {
+            return None;
+        }
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let copy = kept.get(&group).filter(|k| k.at.elapsed() < self.ttl)?;
+        Some((copy.snapshot.as_deref().cloned(), copy.health.clone()))
+    }
+
+    /// The epoch to hand back to [`LocalSnapshots::keep`] after reading Redis.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Keeps what a read found in Redis, unless an invalidation came since `epoch`.
+    pub fn keep(&self, group: GroupId, epoch: u64, snapshot: Option<&Snapshot>, health: Option<&GroupHealth>) {
+        if !self.live.load(Ordering::Acquire) {
+            return;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            return;
+        }
+        if kept.len() >= CAPACITY {
+            kept.retain(|_, k| k.at.elapsed() < self.ttl);
+            if kept.len() >= CAPACITY {
+                kept.clear();
+            }
+        }
+        let copy = Kept { at: Instant::now(), snapshot: snapshot.cloned().map(Arc::new), health: health.cloned() };
+        kept.insert(group, copy);
+    }
+
+    fn invalidate(&self, groups: &str) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for group in groups.split(',').filter_map(|g| g.trim().parse::<GroupId>().ok()) {
+            kept.remove(&group);
+        }
+    }
+
+    fn set_live(&self, live: bool) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        kept.clear();
+        self.live.store(live, Ordering::Release);
+    }
+
+    /// Follows `<ns>:written` until `shutdown`, resubscribing after any failure; the copy is off
+    /// whenever the feed is not live.
+    pub async fn follow(self: Arc<Self>, cache: Cache, shutdown: Shutdown) {
+        let mut warned = false;
+        loop {
+            match cache.subscribe_written().await {
+                Ok(pubsub) => {
+                    warned = false;
+                    self.set_live(true);
+                    let mut messages = pubsub.into_on_message();
+                    loop {
+                        tokio::select! {
+                            message = messages.next() => match message {
+                                Some(message) => {
+                                    let groups: String = message.get_payload().unwrap_or_default();
+                                    self.invalidate(&groups);
+                                }
+                                None => break,
+                            },
+                            () = shutdown.wait() => {
+                                self.set_live(false);
+                                return;
+                            }
+                        }
+                    }
+                    self.set_live(false);
+                    tracing::warn!("lost the snapshot-change feed; reading Redis on every request until it is back");
+                }
+                Err(error) if !warned => {
+                    warned = true;
+                    tracing::warn!(%error, "no snapshot-change feed; reading Redis on every request until there is one");
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                () = tokio::time::sleep(RESUBSCRIBE_AFTER) => {}
+                () = shutdown.wait() => return,
+            }
+        }
+    }
+}
