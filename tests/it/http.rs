@@ -264,6 +264,11 @@ async fn a_miss_asks_the_workers_and_waits_for_fresh_data_and_a_stale_read_asks_
     env.seed(5, 20).await;
     let (source, cache) = (env.source().await, env.cache().await);
     let mut w = worker(&env);
+    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
+    eventually(Duration::from_secs(30), "the worker registered", || async {
+        (queue.stats().await.unwrap().workers_alive >= 1).then_some(())
+    })
+    .await;
     let api = Api::start_with(cache.clone(), OnMiss::Refresh, Duration::from_secs(10)).await;
 
     let (status, headers, body) = api.get("/v1/groups/3/top").await;
@@ -389,7 +394,8 @@ async fn a_corrupt_snapshot_answers_miss_and_is_logged() {
     };
     let http = reqwest::Client::new();
     let url = format!("http://{addr}/v1/groups/5/top");
-    let response = eventually(Duration::from_secs(15), "serve answers", || async { http.get(&url).send().await.ok() }).await;
+    let response =
+        eventually(Duration::from_secs(15), "serve answers", || async { http.get(&url).send().await.ok() }).await;
     assert_eq!(response.status().as_u16(), 404);
     assert_eq!(response.headers()["x-ranq-status"], "MISS");
     let body: Value = response.json().await.unwrap();
@@ -400,5 +406,27 @@ async fn a_corrupt_snapshot_answers_miss_and_is_logged() {
         logged.lines().any(|l| l.contains("corrupt snapshot read as a MISS") && l.contains(&cache.keys().top(5))),
         "{logged}"
     );
+    env.cleanup().await;
+}
+
+/// A MISS waits (`read.miss_wait`) only for a refresh that was pushed: readers of a group the
+/// workers found absent, alone or in a crowd, are answered at once rather than after the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_for_a_group_known_absent_does_not_wait() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let cache = env.cache().await;
+    let version = Utc::now().timestamp_micros();
+    cache.write_batch(&[Write::Absent { group: 77, version }]).await.unwrap();
+    let api = Api::start_with(cache.clone(), OnMiss::Refresh, Duration::from_secs(10)).await;
+
+    let started = std::time::Instant::now();
+    let wave = (0..20).map(|_| api.get("/v1/groups/77/top"));
+    for (status, _, _) in futures::future::join_all(wave).await {
+        assert_eq!(status, 404);
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}: they waited", started.elapsed());
+    assert_eq!(counter(&api, r#"ranq_read_refreshes_total{outcome="absent"}"#).await, 1);
+    assert_eq!(counter(&api, r#"ranq_read_refreshes_total{outcome="enqueued"}"#).await, 0);
+    api.shutdown.trigger();
     env.cleanup().await;
 }

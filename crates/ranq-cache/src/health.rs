@@ -57,14 +57,20 @@ impl Cache {
         }
         let mut conn = self.connection();
         let (quarantined, again): (Vec<GroupId>, Vec<GroupId>) = invocation.invoke_async(&mut conn).await?;
+        // Outside the script: another hash slot than the quarantine keys, and pub/sub.
+        let mut pipe = redis::pipe();
+        if !again.is_empty() {
+            pipe.cmd("SADD").arg(self.keys().dirty()).arg(&again).ignore();
+        }
         if !quarantined.is_empty() {
             // Their answers now carry the quarantine flag: read processes drop their copies.
-            let message = crate::store::join_groups(&quarantined);
-            redis::cmd("PUBLISH").arg(self.keys().written_channel()).arg(message).query_async::<()>(&mut conn).await?;
+            pipe.cmd("PUBLISH")
+                .arg(self.keys().written_channel())
+                .arg(crate::store::join_groups(&quarantined))
+                .ignore();
         }
-        if !again.is_empty() {
-            // Another hash slot than the quarantine keys, hence outside the script.
-            redis::cmd("SADD").arg(self.keys().dirty()).arg(&again).query_async::<()>(&mut conn).await?;
+        if !again.is_empty() || !quarantined.is_empty() {
+            pipe.query_async::<()>(&mut conn).await?;
         }
         Ok(RecordedFailures { quarantined, marked_dirty: again })
     }

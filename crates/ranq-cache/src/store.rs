@@ -101,12 +101,21 @@ impl Cache {
     /// whose snapshot may have changed. Fails for a cache built without a URL.
     pub async fn subscribe_written(&self) -> Result<redis::aio::PubSub, CacheError> {
         let client = self.client.as_ref().ok_or(CacheError::NoSubscription)?;
-        let connect = client.get_async_pubsub();
-        let mut pubsub = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
+        let subscribe = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(self.keys.written_channel()).await?;
+            Ok::<_, CacheError>(pubsub)
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), subscribe)
             .await
-            .map_err(|_| CacheError::NoSubscription)??;
-        pubsub.subscribe(self.keys.written_channel()).await?;
-        Ok(pubsub)
+            .map_err(|_| CacheError::NoSubscription)?
+    }
+
+    /// Publishes `message` on [`Keys::written_channel`] (subscribers' own heartbeats).
+    pub async fn publish_written(&self, message: &str) -> Result<(), CacheError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PUBLISH").arg(self.keys.written_channel()).arg(message).query_async::<()>(&mut conn).await?;
+        Ok(())
     }
 
     pub fn keys(&self) -> &Keys {

@@ -62,7 +62,9 @@ impl DbError {
         match self {
             Self::CustomSql { .. } => true,
             Self::Query { source, .. } => match source {
-                sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => true,
+                // A column whose type changed under ranq fails every group alike.
+                sqlx::Error::ColumnDecode { source, .. } => !source.to_string().contains("mismatched types"),
+                sqlx::Error::Decode(_) => true,
                 sqlx::Error::Database(e) => match e.code() {
                     // SQLSTATE classes 42 (syntax, undefined column or table, privilege), 0A
                     // (not supported), 3D/3F (no such database/schema), 28 (authorization).

@@ -24,7 +24,7 @@ use ranq_runtime::settings::ReadSettings;
 
 use crate::local::LocalSnapshots;
 pub use crate::metrics::ReadMetrics;
-pub use crate::on_miss::{Asked, OnMissRefresh};
+pub use crate::on_miss::{Asked, Claim, OnMissRefresh};
 pub use crate::response::{TopResponse, read_top};
 
 /// Shared state of every request.

@@ -4,7 +4,8 @@
 //! Correctness never rests on it. Workers publish the groups of every batch they write on
 //! `<ns>:written`, and a subscriber drops those groups here at once; a copy also expires after
 //! `local_ttl` whatever happens to the messages. While the subscription is down, nothing is kept
-//! and every read goes to Redis. Status and `age_ms` are computed per request from the snapshot's
+//! and every read goes to Redis; a subscription that dies silently is found out within seconds,
+//! because the subscriber stops hearing its own heartbeats. Status and `age_ms` are computed per request from the snapshot's
 //! `computed_at`, so a kept copy ages exactly like the one in Redis.
 
 use std::collections::HashMap;
@@ -21,6 +22,13 @@ use ranq_runtime::Shutdown;
 const CAPACITY: usize = 10_000;
 /// Wait before subscribing again after the subscription failed or ended.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+/// How often a subscriber publishes a heartbeat on the channel it follows. A connection can die
+/// without a word (a NAT or a proxy dropping it); hearing nothing, not even its own heartbeats,
+/// for [`SILENCE_LIMIT`] is how the subscriber finds out.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const SILENCE_LIMIT: Duration = Duration::from_secs(3);
+/// Messages starting with this are heartbeats, not groups.
+const HEARTBEAT: &str = "~";
 
 #[derive(Debug, Clone)]
 struct Kept {
@@ -79,7 +87,8 @@ impl LocalSnapshots {
         }
         if kept.len() >= CAPACITY {
             kept.retain(|_, k| k.at.elapsed() < self.ttl);
-            if kept.len() >= CAPACITY {
+            // Mostly live copies: start over rather than scan them again on the next insert.
+            if kept.len() >= CAPACITY * 9 / 10 {
                 kept.clear();
             }
         }
@@ -112,15 +121,28 @@ impl LocalSnapshots {
                     warned = false;
                     self.set_live(true);
                     let mut messages = pubsub.into_on_message();
+                    let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+                    let mut heard = Instant::now();
                     loop {
                         tokio::select! {
                             message = messages.next() => match message {
                                 Some(message) => {
+                                    heard = Instant::now();
                                     let groups: String = message.get_payload().unwrap_or_default();
-                                    self.invalidate(&groups);
+                                    if !groups.starts_with(HEARTBEAT) {
+                                        self.invalidate(&groups);
+                                    }
                                 }
                                 None => break,
                             },
+                            _ = beat.tick() => {
+                                if heard.elapsed() > SILENCE_LIMIT {
+                                    break;
+                                }
+                                if let Err(error) = cache.publish_written(HEARTBEAT).await {
+                                    tracing::debug!(%error, "could not publish the feed heartbeat");
+                                }
+                            }
                             () = shutdown.wait() => {
                                 self.set_live(false);
                                 return;

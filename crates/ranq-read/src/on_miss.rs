@@ -63,14 +63,26 @@ pub struct OnMissRefresh {
     rate: u32,
     /// Pushes in the current one-second window: (window start, count).
     window: Mutex<(Instant, u32)>,
-    recent: Mutex<HashMap<GroupId, Instant>>,
+    /// Groups asked for within [`ASK_AGAIN_AFTER`]: when, and what came of it (`None` while the
+    /// push is under way).
+    recent: Mutex<HashMap<GroupId, (Instant, Option<Asked>)>>,
+}
+
+/// What [`OnMissRefresh::claim`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This request asks: it must call [`OnMissRefresh::push`].
+    Ours,
+    /// Another request asked within the last second; `pushed` says whether a job is (or is being)
+    /// pushed, i.e. whether waiting for it makes sense.
+    Recent { pushed: bool },
 }
 
 impl OnMissRefresh {
-    /// `None` when `read.on_miss` is `none`. The wait is kept short of the request timeout, so a
-    /// waiting MISS still answers 404 rather than 503.
+    /// `None` when `read.on_miss` is `none`. The wait, counted from the request's start, is kept
+    /// short of the request timeout, so a waiting MISS still answers 404 rather than 503.
     pub fn new(settings: &ReadSettings, cache: &Cache) -> Option<Self> {
-        let wait = settings.miss_wait.min(settings.request_timeout.saturating_sub(Duration::from_millis(100)));
+        let wait = settings.miss_wait.min(settings.request_timeout.saturating_sub(Duration::from_millis(250)));
         (settings.on_miss == OnMiss::Refresh).then(|| Self {
             queue: Queue::new(cache.connection(), cache.keys(), &QueueOptions::default()),
             wait,
@@ -89,15 +101,42 @@ impl OnMissRefresh {
         WAIT_POLL
     }
 
-    /// The first guard, without IO: `false` if this process asked for `group` within the last
-    /// second. A `true` must be followed by [`OnMissRefresh::push`].
-    pub fn claim(&self, group: GroupId) -> bool {
-        self.remember(group, Instant::now())
+    /// The first guard, without IO: whether this request asks for `group`, or another one did
+    /// within the last second.
+    pub fn claim(&self, group: GroupId) -> Claim {
+        let now = Instant::now();
+        let mut recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(&(at, outcome)) = recent.get(&group)
+            && now.duration_since(at) < ASK_AGAIN_AFTER
+        {
+            return Claim::Recent { pushed: matches!(outcome, None | Some(Asked::Enqueued)) };
+        }
+        if recent.len() >= RECENT_CAPACITY {
+            recent.retain(|_, (at, _)| now.duration_since(*at) < ASK_AGAIN_AFTER);
+            // Mostly live entries: start over rather than scan them again on the next insert.
+            if recent.len() >= RECENT_CAPACITY * 9 / 10 {
+                recent.clear();
+            }
+        }
+        recent.insert(group, (now, None));
+        Claim::Ours
     }
 
-    /// The rest of the guards, then the push.
+    /// The rest of the guards (the per-second cap first: it costs no IO), then the push. Only
+    /// after a [`Claim::Ours`].
     pub async fn push(&self, cache: &Cache, group: GroupId) -> Asked {
-        let now = Instant::now();
+        let asked = self.try_push(cache, group).await;
+        let mut recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = recent.get_mut(&group) {
+            entry.1 = Some(asked);
+        }
+        asked
+    }
+
+    async fn try_push(&self, cache: &Cache, group: GroupId) -> Asked {
+        if !self.take_token(Instant::now()) {
+            return Asked::Limited;
+        }
         match cache.is_gone(group).await {
             Ok(true) => return Asked::Absent,
             Ok(false) => {}
@@ -105,9 +144,6 @@ impl OnMissRefresh {
                 tracing::debug!(group, %error, "refresh on read skipped: cache unavailable");
                 return Asked::Skipped;
             }
-        }
-        if !self.take_token(now) {
-            return Asked::Limited;
         }
         let job = RefreshJob::new(group, Reason::Read);
         match self.queue.enqueue(&[job], 1, MAX_BACKLOG, Duration::ZERO).await {
@@ -118,22 +154,6 @@ impl OnMissRefresh {
                 Asked::Skipped
             }
         }
-    }
-
-    /// Records that `group` is being asked for; `false` if it was within [`ASK_AGAIN_AFTER`].
-    fn remember(&self, group: GroupId, now: Instant) -> bool {
-        let mut recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if recent.get(&group).is_some_and(|&at| now.duration_since(at) < ASK_AGAIN_AFTER) {
-            return false;
-        }
-        if recent.len() >= RECENT_CAPACITY {
-            recent.retain(|_, at| now.duration_since(*at) < ASK_AGAIN_AFTER);
-            if recent.len() >= RECENT_CAPACITY {
-                recent.clear();
-            }
-        }
-        recent.insert(group, now);
-        true
     }
 
     /// A fixed one-second window: coarse, but it bounds what any burst of reads can push.

@@ -14,7 +14,7 @@ use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::response::{Fetched, ReadOutcome, TopResponse, classify, fetch, read_top};
-use crate::{AppState, Asked};
+use crate::{AppState, Asked, Claim};
 
 const STATUS_HEADER: &str = "x-ranq-status";
 
@@ -68,6 +68,7 @@ fn limit_param(query: Option<&str>) -> Result<usize, IdError> {
 /// `read.miss_wait`, waits that long for it before answering. A quarantined group is left to its
 /// slow retry.
 async fn load(state: &AppState, group: GroupId, limit: usize) -> Result<(TopResponse, Duration), Response> {
+    let started = tokio::time::Instant::now();
     match read_kept_or_fetched(state, group, limit).await {
         Ok(ReadOutcome::Served(response, age)) => {
             if response.status == Freshness::Stale && !response.quarantined {
@@ -78,7 +79,7 @@ async fn load(state: &AppState, group: GroupId, limit: usize) -> Result<(TopResp
         }
         Ok(ReadOutcome::Miss { age, error }) => {
             if error.is_none()
-                && let Some(found) = refresh_and_wait(state, group, limit).await
+                && let Some(found) = refresh_and_wait(state, group, limit, started).await
             {
                 state.metrics.record(found.0.status, Some(found.1));
                 return Ok(found);
@@ -114,26 +115,46 @@ async fn read_kept_or_fetched(
 }
 
 fn refresh_in_background(state: &AppState, group: GroupId) {
-    let Some(on_miss) = state.on_miss.clone().filter(|o| o.claim(group)) else { return };
+    let Some(on_miss) = state.on_miss.clone().filter(|o| o.claim(group) == Claim::Ours) else { return };
     let (cache, metrics) = (state.cache.clone(), state.metrics.clone());
     // Short-lived: a Redis check and a push, each bounded by the connection's timeouts.
     tokio::spawn(async move { metrics.record_refresh(on_miss.push(&cache, group).await) });
 }
 
-/// Asks for a refresh of a missing group, then polls for it up to `read.miss_wait`; the served
-/// answer if it landed in time.
-async fn refresh_and_wait(state: &AppState, group: GroupId, limit: usize) -> Option<(TopResponse, Duration)> {
+/// Asks for a refresh of a missing group, then, if a job was pushed for it, polls for it until
+/// `read.miss_wait` after the request's start; the served answer if it landed in time.
+async fn refresh_and_wait(
+    state: &AppState,
+    group: GroupId,
+    limit: usize,
+    started: tokio::time::Instant,
+) -> Option<(TopResponse, Duration)> {
     let on_miss = state.on_miss.as_ref()?;
-    let asked = if on_miss.claim(group) { on_miss.push(&state.cache, group).await } else { Asked::Recent };
+    let (asked, pushed) = match on_miss.claim(group) {
+        Claim::Ours => {
+            let asked = on_miss.push(&state.cache, group).await;
+            (asked, asked == Asked::Enqueued)
+        }
+        Claim::Recent { pushed } => (Asked::Recent, pushed),
+    };
     state.metrics.record_refresh(asked);
-    if on_miss.wait().is_zero() || !matches!(asked, Asked::Enqueued | Asked::Recent) {
+    if !pushed {
         return None;
     }
-    let deadline = tokio::time::Instant::now() + on_miss.wait();
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(on_miss.poll_interval()).await;
-        if let Ok(ReadOutcome::Served(response, age)) = read_top(&state.cache, &state.policy, group, limit).await {
+    let deadline = started + on_miss.wait();
+    for poll in 1.. {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        tokio::time::sleep(on_miss.poll_interval().min(left)).await;
+        let read = tokio::time::timeout_at(deadline, read_top(&state.cache, &state.policy, group, limit)).await;
+        if let Ok(Ok(ReadOutcome::Served(response, age))) = read {
             return Some((response, age));
+        }
+        // A worker that found the group absent leaves a tombstone and no snapshot: stop waiting.
+        if poll % 10 == 0 && state.cache.is_gone(group).await.unwrap_or(false) {
+            break;
         }
     }
     None

@@ -146,7 +146,8 @@ pub struct ReadSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum OnMiss {
-    /// Enqueue a coalesced refresh of the group (never for a group the source does not have).
+    /// Enqueue a coalesced refresh of the group (not again for an hour once a worker has found it
+    /// absent from the source).
     #[default]
     Refresh,
     /// Only answer.

@@ -63,7 +63,8 @@ async fn retry(queue: &Queue, args: &DeadTargetArgs) -> anyhow::Result<ExitCode>
             report.deferred += page.deferred;
             report.malformed.extend(page.malformed);
             cursor = next;
-            if cursor == 0 {
+            // A page the backlog would not take: the rest would wait the same way; say so now.
+            if cursor == 0 || (page.deferred > 0 && page.retried == 0) {
                 break;
             }
         }
