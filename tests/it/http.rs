@@ -430,3 +430,33 @@ async fn a_miss_for_a_group_known_absent_does_not_wait() {
     api.shutdown.trigger();
     env.cleanup().await;
 }
+
+/// The OpenAPI document is generated from the handlers and body types; `docs/openapi.json` must
+/// be exactly what the server serves. `RANQ_WRITE_OPENAPI=1` rewrites the checked-in copy.
+#[tokio::test]
+async fn the_served_openapi_document_is_the_one_checked_in_and_covers_every_route() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let api = Api::start(env.cache().await).await;
+    let response = api.http.get(format!("{}/openapi.json", api.base)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let served = response.text().await.unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    if std::env::var_os("RANQ_WRITE_OPENAPI").is_some() {
+        std::fs::write(&path, &served).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        served == checked_in,
+        "docs/openapi.json differs from the served document; regenerate it with \
+         RANQ_WRITE_OPENAPI=1 cargo test -p ranq-tests --test it openapi"
+    );
+    let doc: Value = serde_json::from_str(&served).unwrap();
+    for route in ["/v1/groups/{group}/top", "/v1/groups/{group}/members/{member}", "/healthz", "/readyz", "/metrics"] {
+        assert!(doc["paths"][route]["get"].is_object(), "{route} is not documented");
+    }
+    for status in ["200", "304", "400", "404", "503"] {
+        assert!(doc["paths"]["/v1/groups/{group}/top"]["get"]["responses"][status].is_object(), "{status}");
+    }
+    api.shutdown.trigger();
+    env.cleanup().await;
+}

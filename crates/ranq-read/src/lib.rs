@@ -11,6 +11,7 @@
 mod local;
 mod metrics;
 mod on_miss;
+pub mod openapi;
 pub mod response;
 mod routes;
 

@@ -7,19 +7,27 @@ use ranq_core::{Entry, Freshness, FreshnessPolicy, GroupHealth, GroupId, Snapsho
 use serde::Serialize;
 
 /// The body of a 200 answer (CONTRACT §5).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TopResponse {
     pub group: GroupId,
+    #[schema(value_type = crate::openapi::FreshnessDoc)]
     pub status: Freshness,
+    /// Microseconds since the epoch at which the database was read; newer refreshes have larger
+    /// versions.
     pub version: Version,
     pub computed_at: DateTime<Utc>,
+    /// Age of the snapshot when this answer was made.
     pub age_ms: u64,
+    /// At most `limit` entries, by rank.
+    #[schema(value_type = Vec<crate::openapi::EntryDoc>)]
     pub entries: Vec<Entry>,
     /// Set while the group is quarantined: why its refreshes fail. The entries are its last good
     /// snapshot, and age on as usual.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Present (true) only while the group is quarantined.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
     pub quarantined: bool,
 }
 
@@ -78,15 +86,15 @@ pub fn classify(
 }
 
 /// The body of a 404 MISS (CONTRACT §5); a quarantined group also says why it is not refreshed.
-pub fn miss_body(group: GroupId, refresh_error: Option<String>) -> serde_json::Value {
-    let mut body = serde_json::json!({
-        "error": format!("group {group} is not cached"), "status": "MISS", "group": group, "code": "miss",
-    });
-    if let Some(e) = refresh_error {
-        body["quarantined"] = true.into();
-        body["refresh_error"] = e.into();
+pub fn miss_body(group: GroupId, refresh_error: Option<String>) -> crate::openapi::MissBody {
+    crate::openapi::MissBody {
+        error: format!("group {group} is not cached"),
+        status: "MISS",
+        group,
+        code: "miss",
+        quarantined: refresh_error.is_some().then_some(true),
+        refresh_error,
     }
-    body
 }
 
 /// Reads and classifies one group's snapshot. A corrupt snapshot is logged and read as a MISS:

@@ -10,9 +10,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ranq_core::{Freshness, GroupId, IdError, MemberId, parse_group_id, parse_limit};
-use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::openapi::{ErrorBody, Health, MemberBody, MissBody, NotInTopBody};
 use crate::response::{Fetched, ReadOutcome, TopResponse, classify, fetch, read_top};
 use crate::{AppState, Asked, Claim};
 
@@ -25,6 +25,7 @@ pub(crate) fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
@@ -32,8 +33,8 @@ pub(crate) fn router(state: AppState, request_timeout: Duration) -> Router {
 }
 
 /// A JSON error with a stable machine-readable `code` next to the human message.
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": message.into(), "code": code }))).into_response()
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+    (status, axum::Json(ErrorBody { error: message.into(), code })).into_response()
 }
 
 fn bad_input(e: &IdError) -> Response {
@@ -166,7 +167,29 @@ fn bad_path(rejection: &PathRejection) -> Response {
     error(StatusCode::BAD_REQUEST, "bad_path", format!("{}: ids are 64-bit integers", rejection.body_text()))
 }
 
-async fn top(
+/// The cached top-N of a group, with its freshness.
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group}/top",
+    tag = "leaderboards",
+    params(
+        ("group" = i64, Path, description = "Group id, a 64-bit integer"),
+        ("limit" = Option<u32>, Query, description = "Entries to return, 1 to 100 (default 100)"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer"),
+    ),
+    responses(
+        (status = 200, description = "FRESH or STALE", body = TopResponse, headers(
+            ("X-Ranq-Status" = String, description = "FRESH or STALE"),
+            ("ETag" = String, description = "Derived from group, version and limit"),
+            ("Cache-Control" = String, description = "max-age: seconds until the answer turns STALE"),
+        )),
+        (status = 304, description = "Unchanged since the ETag in If-None-Match"),
+        (status = 400, description = "Bad group id or limit", body = ErrorBody),
+        (status = 404, description = "MISS", body = MissBody, headers(("X-Ranq-Status" = String, description = "MISS"))),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn top(
     State(state): State<AppState>,
     group: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
@@ -215,7 +238,26 @@ fn json_body(response: &TopResponse) -> Response {
     }
 }
 
-async fn member(State(state): State<AppState>, path: Result<Path<(String, String)>, PathRejection>) -> Response {
+/// One member's cached rank and score in a group's top 100.
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group}/members/{member}",
+    tag = "leaderboards",
+    params(
+        ("group" = i64, Path, description = "Group id"),
+        ("member" = i64, Path, description = "Member id"),
+    ),
+    responses(
+        (status = 200, description = "FRESH or STALE", body = MemberBody),
+        (status = 400, description = "Bad group or member id", body = ErrorBody),
+        (status = 404, description = "MISS (the group is not cached) or not in the top 100", body = MissBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn member(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Response {
     let (group, member) = match path {
         Ok(Path(ids)) => ids,
         Err(rejection) => return bad_path(&rejection),
@@ -231,36 +273,58 @@ async fn member(State(state): State<AppState>, path: Result<Path<(String, String
         Ok(found) => found,
         Err(response) => return response,
     };
-    let status = response.status.as_str();
+    let status = response.status;
     match response.entries.iter().find(|e| e.member == member) {
         Some(entry) => {
-            let body = json!({
-                "group": group, "member": member, "rank": entry.rank, "score": entry.score,
-                "status": status, "version": response.version, "computed_at": response.computed_at, "age_ms": response.age_ms,
-            });
-            (StatusCode::OK, [(STATUS_HEADER, status)], axum::Json(body)).into_response()
+            let body = MemberBody {
+                group,
+                member,
+                rank: entry.rank,
+                score: entry.score,
+                status,
+                version: response.version,
+                computed_at: response.computed_at,
+                age_ms: response.age_ms,
+            };
+            (StatusCode::OK, [(STATUS_HEADER, status.as_str())], axum::Json(body)).into_response()
         }
         None => {
-            let body = json!({ "error": "member not in top 100", "code": "not_in_top", "group": group, "member": member, "status": status });
-            (StatusCode::NOT_FOUND, [(STATUS_HEADER, status)], axum::Json(body)).into_response()
+            let body = NotInTopBody { error: "member not in top 100", code: "not_in_top", group, member, status };
+            (StatusCode::NOT_FOUND, [(STATUS_HEADER, status.as_str())], axum::Json(body)).into_response()
         }
     }
 }
 
-async fn healthz() -> Response {
-    axum::Json(json!({ "status": "ok" })).into_response()
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub(crate) async fn healthz() -> Response {
+    axum::Json(Health { status: "ok" }).into_response()
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+/// Redis answers: the process can serve.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, body = Health),
+    (status = 503, description = "Redis unreachable", body = ErrorBody),
+))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), state.cache.ping()).await {
-        Ok(Ok(())) => axum::Json(json!({ "status": "ready" })).into_response(),
+        Ok(Ok(())) => axum::Json(Health { status: "ready" }).into_response(),
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "redis_unreachable", format!("redis unreachable: {e}")),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "redis_unreachable", "redis did not answer within 2s"),
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus text: `ranq_reads_total{status}`, `ranq_cache_age_seconds`,
+/// `ranq_read_refreshes_total{outcome}`.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, content_type = "application/json", body = Object)))]
+pub(crate) async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document()).into_response()
 }
 
 async fn not_found() -> Response {

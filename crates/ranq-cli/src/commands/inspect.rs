@@ -48,7 +48,7 @@ pub async fn get(ctx: &Context, args: &GetArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ReadOutcome::Miss { error, .. } if args.json => {
-            println!("{}", ranq_read::response::miss_body(group, error));
+            println!("{}", serde_json::to_string(&ranq_read::response::miss_body(group, error))?);
             Ok(ExitCode::from(1))
         }
         ReadOutcome::Miss { error, .. } => {
