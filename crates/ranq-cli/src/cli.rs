@@ -145,7 +145,7 @@ pub struct RefreshBenchArgs {
 
 #[derive(Debug, Args)]
 pub struct ReadBenchArgs {
-    /// Seconds of load per measurement (four measurements in all).
+    /// Seconds of load per measurement, in one-second turns (four measurements in all).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub seconds: u64,
     /// Concurrent keep-alive connections of the load generator at full load.

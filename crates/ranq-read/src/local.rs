@@ -18,6 +18,8 @@ use ranq_cache::Cache;
 use ranq_core::{GroupHealth, GroupId, Snapshot};
 use ranq_runtime::Shutdown;
 
+use crate::response::RenderedEntries;
+
 /// Groups kept at most; beyond it expired copies are dropped, then all of them.
 const CAPACITY: usize = 10_000;
 /// Wait before subscribing again after the subscription failed or ended.
@@ -30,11 +32,18 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(3);
 /// Messages starting with this are heartbeats, not groups.
 const HEARTBEAT: &str = "~";
 
+/// What a read found in Redis for one group, with the entries rendered once for every answer.
+#[derive(Debug)]
+pub struct KeptCopy {
+    pub snapshot: Option<Snapshot>,
+    pub health: Option<GroupHealth>,
+    pub rendered: Option<RenderedEntries>,
+}
+
 #[derive(Debug, Clone)]
 struct Kept {
     at: Instant,
-    snapshot: Option<Arc<Snapshot>>,
-    health: Option<GroupHealth>,
+    copy: Arc<KeptCopy>,
 }
 
 /// The copies, and whether the invalidation feed is live.
@@ -62,13 +71,12 @@ impl LocalSnapshots {
     }
 
     /// The kept copy of `group`, if the feed is live and the copy younger than the TTL.
-    pub fn get(&self, group: GroupId) -> Option<(Option<Snapshot>, Option<GroupHealth>)> {
+    pub fn get(&self, group: GroupId) -> Option<Arc<KeptCopy>> {
         if !self.live.load(Ordering::Acquire) {
             return None;
         }
         let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        let copy = kept.get(&group).filter(|k| k.at.elapsed() < self.ttl)?;
-        Some((copy.snapshot.as_deref().cloned(), copy.health.clone()))
+        kept.get(&group).filter(|k| k.at.elapsed() < self.ttl).map(|k| k.copy.clone())
     }
 
     /// The epoch to hand back to [`LocalSnapshots::keep`] after reading Redis.
@@ -78,9 +86,15 @@ impl LocalSnapshots {
 
     /// Keeps what a read found in Redis, unless an invalidation came since `epoch`.
     pub fn keep(&self, group: GroupId, epoch: u64, snapshot: Option<&Snapshot>, health: Option<&GroupHealth>) {
-        if !self.live.load(Ordering::Acquire) {
+        if !self.live.load(Ordering::Acquire) || self.epoch.load(Ordering::Acquire) != epoch {
             return;
         }
+        // Rendered outside the lock that every read takes.
+        let copy = Arc::new(KeptCopy {
+            rendered: snapshot.map(|s| RenderedEntries::new(&s.entries)),
+            snapshot: snapshot.cloned(),
+            health: health.cloned(),
+        });
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         if self.epoch.load(Ordering::Acquire) != epoch {
             return;
@@ -92,8 +106,7 @@ impl LocalSnapshots {
                 kept.clear();
             }
         }
-        let copy = Kept { at: Instant::now(), snapshot: snapshot.cloned().map(Arc::new), health: health.cloned() };
-        kept.insert(group, copy);
+        kept.insert(group, Kept { at: Instant::now(), copy });
     }
 
     fn invalidate(&self, groups: &str) {

@@ -35,9 +35,72 @@ impl TopResponse {
     /// Derived from group, version and limit (and the quarantine flag, which changes the body):
     /// the same snapshot cut the same way has the same tag.
     pub fn etag(&self) -> String {
-        let q = if self.quarantined { "-q" } else { "" };
-        format!("\"{}-{}-{}{q}\"", self.group, self.version, self.entries.len())
+        etag_of(self.group, self.version, self.entries.len(), self.quarantined)
     }
+}
+
+/// The ETag of an answer with `count` entries (see [`TopResponse::etag`]).
+pub fn etag_of(group: GroupId, version: Version, count: usize, quarantined: bool) -> String {
+    let q = if quarantined { "-q" } else { "" };
+    format!("\"{group}-{version}-{count}{q}\"")
+}
+
+/// A snapshot's entries serialised once, so that an answer at any `limit` is a slice of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedEntries {
+    json: String,
+    /// Where each entry's JSON ends in `json`.
+    ends: Vec<usize>,
+}
+
+impl RenderedEntries {
+    pub fn new(entries: &[Entry]) -> Self {
+        let mut json = String::with_capacity(48 * entries.len());
+        let mut ends = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            // Three integers: serialising cannot fail.
+            json.push_str(&serde_json::to_string(entry).unwrap_or_default());
+            ends.push(json.len());
+        }
+        Self { json, ends }
+    }
+
+    /// The first `limit` entries, comma-separated (the inside of a JSON array), and how many.
+    pub fn first(&self, limit: usize) -> (&str, usize) {
+        let count = limit.min(self.ends.len());
+        let end = count.checked_sub(1).map_or(0, |last| self.ends[last]);
+        (&self.json[..end], count)
+    }
+}
+
+/// The body [`TopResponse`] serialises to, built from its head (`entries` ignored) and entries
+/// rendered beforehand: byte for byte the same, which a unit test holds it to.
+pub fn render_top(head: &TopResponse, entries: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(entries.len() + 256);
+    let _ = write!(
+        out,
+        r#"{{"group":{},"status":"{}","version":{},"computed_at":"#,
+        head.group,
+        head.status.as_str(),
+        head.version
+    );
+    let _ = serde_json::to_writer(&mut out, &head.computed_at);
+    let _ = write!(out, r#","age_ms":{},"entries":["#, head.age_ms);
+    out.extend_from_slice(entries.as_bytes());
+    out.push(b']');
+    if let Some(error) = &head.error {
+        out.extend_from_slice(br#","error":"#);
+        let _ = serde_json::to_writer(&mut out, error);
+    }
+    if head.quarantined {
+        out.extend_from_slice(br#","quarantined":true"#);
+    }
+    out.push(b'}');
+    out
 }
 
 /// The quarantine part of an answer: the error, only while the group is quarantined.
@@ -63,26 +126,45 @@ pub fn classify(
     limit: usize,
     now: DateTime<Utc>,
 ) -> ReadOutcome {
-    let error = quarantine_error(health);
-    let Some(mut snapshot) = snapshot else { return ReadOutcome::Miss { age: None, error } };
-    let age = snapshot.age_at(now);
-    match policy.classify(age) {
-        Freshness::Miss => ReadOutcome::Miss { age: Some(age), error },
-        status => {
+    let Some(mut snapshot) = snapshot else {
+        return ReadOutcome::Miss { age: None, error: quarantine_error(health) };
+    };
+    match head(&snapshot, health.as_ref(), policy, now) {
+        Err(age) => ReadOutcome::Miss { age: Some(age), error: quarantine_error(health) },
+        Ok((mut response, age)) => {
             snapshot.entries.truncate(limit);
-            let response = TopResponse {
-                group: snapshot.group,
-                status,
-                version: snapshot.version,
-                computed_at: snapshot.computed_at,
-                age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
-                entries: snapshot.entries,
-                quarantined: error.is_some(),
-                error,
-            };
+            response.entries = snapshot.entries;
             ReadOutcome::Served(response, age)
         }
     }
+}
+
+/// Everything of an answer but its entries (left empty), with the snapshot's age; `Err(age)`
+/// when the snapshot is too old to serve. Shared by [`classify`] and the pre-rendered path, so
+/// both answer alike.
+pub fn head(
+    snapshot: &Snapshot,
+    health: Option<&GroupHealth>,
+    policy: &FreshnessPolicy,
+    now: DateTime<Utc>,
+) -> Result<(TopResponse, std::time::Duration), std::time::Duration> {
+    let age = snapshot.age_at(now);
+    let status = match policy.classify(age) {
+        Freshness::Miss => return Err(age),
+        status => status,
+    };
+    let error = quarantine_error(health.cloned());
+    let response = TopResponse {
+        group: snapshot.group,
+        status,
+        version: snapshot.version,
+        computed_at: snapshot.computed_at,
+        age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+        entries: Vec::new(),
+        quarantined: error.is_some(),
+        error,
+    };
+    Ok((response, age))
 }
 
 /// The body of a 404 MISS (CONTRACT §5); a quarantined group also says why it is not refreshed.
@@ -157,6 +239,34 @@ mod tests {
 
     fn policy() -> FreshnessPolicy {
         FreshnessPolicy { stale_after: Duration::from_secs(2), max_age: Duration::from_secs(5) }
+    }
+
+    #[test]
+    fn pre_rendered_answers_are_byte_for_byte_what_serde_writes() {
+        let s = snapshot(5);
+        let rendered = RenderedEntries::new(&s.entries);
+        let now = s.computed_at + chrono::Duration::milliseconds(2500);
+        let health = GroupHealth {
+            failures: 3,
+            error: "division by \"zero\"".into(),
+            since_ms: 0,
+            last_ms: 0,
+            quarantined: true,
+            retry_at_ms: None,
+        };
+        for limit in [1, 3, 5, 100] {
+            for health in [None, Some(health.clone())] {
+                let ReadOutcome::Served(full, _) = classify(Some(s.clone()), health, &policy(), limit, now) else {
+                    panic!("served")
+                };
+                let (entries, count) = rendered.first(limit);
+                assert_eq!(count, full.entries.len());
+                let head = TopResponse { entries: Vec::new(), ..full.clone() };
+                let expected = serde_json::to_vec(&full).expect("json");
+                assert_eq!(String::from_utf8_lossy(&render_top(&head, entries)), String::from_utf8_lossy(&expected));
+            }
+        }
+        assert_eq!(RenderedEntries::new(&[]).first(10), ("", 0));
     }
 
     #[test]

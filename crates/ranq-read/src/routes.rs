@@ -13,7 +13,7 @@ use ranq_core::{Freshness, GroupId, IdError, MemberId, parse_group_id, parse_lim
 use tower_http::timeout::TimeoutLayer;
 
 use crate::openapi::{ErrorBody, Health, MemberBody, MissBody, NotInTopBody};
-use crate::response::{Fetched, ReadOutcome, TopResponse, classify, fetch, read_top};
+use crate::response::{Fetched, ReadOutcome, TopResponse, classify, etag_of, fetch, head, read_top, render_top};
 use crate::{AppState, Asked, Claim};
 
 const STATUS_HEADER: &str = "x-ranq-status";
@@ -100,7 +100,7 @@ async fn read_kept_or_fetched(
 ) -> Result<ReadOutcome, ranq_cache::CacheError> {
     let Some(local) = &state.local else { return read_top(&state.cache, &state.policy, group, limit).await };
     let (snapshot, health) = match local.get(group) {
-        Some(kept) => kept,
+        Some(kept) => (kept.snapshot.clone(), kept.health.clone()),
         None => {
             let epoch = local.epoch();
             match fetch(&state.cache, group).await? {
@@ -203,13 +203,26 @@ pub(crate) async fn top(
         (Ok(group), Ok(limit)) => (group, limit),
         (Err(e), _) | (_, Err(e)) => return bad_input(&e),
     };
-    let (response, age) = match load(&state, group, limit).await {
-        Ok(found) => found,
-        Err(response) => return response,
+    let (head, count, age, body) = match pre_rendered(&state, group, limit) {
+        Some(found) => found,
+        None => {
+            let (response, age) = match load(&state, group, limit).await {
+                Ok(found) => found,
+                Err(response) => return response,
+            };
+            let count = response.entries.len();
+            // ~45 bytes per entry plus the head: sized up front, where axum's `Json` would start
+            // at 128 bytes and copy a 5 KB body several times as it grows.
+            let mut body = Vec::with_capacity(256 + 48 * count);
+            if let Err(e) = serde_json::to_writer(&mut body, &response) {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("serialising failed: {e}"));
+            }
+            (response, count, age, body)
+        }
     };
-    let etag = response.etag();
+    let etag = etag_of(head.group, head.version, count, head.quarantined);
     let mut out_headers = HeaderMap::new();
-    out_headers.insert(STATUS_HEADER, HeaderValue::from_static(response.status.as_str()));
+    out_headers.insert(STATUS_HEADER, HeaderValue::from_static(head.status.as_str()));
     if let Ok(value) = HeaderValue::from_str(&etag) {
         out_headers.insert(header::ETAG, value);
     }
@@ -224,18 +237,25 @@ pub(crate) async fn top(
     if matches {
         return (StatusCode::NOT_MODIFIED, out_headers).into_response();
     }
-    (StatusCode::OK, out_headers, json_body(&response)).into_response()
+    out_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    (StatusCode::OK, out_headers, body).into_response()
 }
 
-/// A top-N body serialised into a buffer sized for it up front: `axum::Json` starts small and
-/// grows, copying a 5 KB body several times per request.
-fn json_body(response: &TopResponse) -> Response {
-    // ~45 bytes per entry ("rank", "member", "score" and their numbers) plus the head.
-    let mut body = Vec::with_capacity(256 + 48 * response.entries.len());
-    match serde_json::to_writer(&mut body, response) {
-        Ok(()) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("serialising the answer failed: {e}")),
+/// The answer from a live in-memory copy, its entries rendered once when it was kept: no Redis,
+/// no decoding, no serialising of entries. `None` sends the request down the ordinary path, as
+/// does a copy too old to serve (a MISS also asks for a refresh). Returns the answer's head
+/// (entries empty), its entry count, the snapshot's age and the body.
+fn pre_rendered(state: &AppState, group: GroupId, limit: usize) -> Option<(TopResponse, usize, Duration, Vec<u8>)> {
+    let copy = state.local.as_ref()?.get(group)?;
+    let (snapshot, rendered) = (copy.snapshot.as_ref()?, copy.rendered.as_ref()?);
+    let (head, age) = head(snapshot, copy.health.as_ref(), &state.policy, chrono::Utc::now()).ok()?;
+    if head.status == Freshness::Stale && !head.quarantined {
+        refresh_in_background(state, group);
     }
+    state.metrics.record(head.status, Some(age));
+    let (entries, count) = rendered.first(limit);
+    let body = render_top(&head, entries);
+    Some((head, count, age, body))
 }
 
 /// One member's cached rank and score in a group's top 100.

@@ -3,7 +3,8 @@
 //! process on loopback, behind the same load generator, so the ratio between them is the read
 //! path's own cost: Redis round trip, snapshot decoding, classification and serialisation.
 //!
-//! Four measurements: each server at full load (closed loop, `--connections` requests in flight)
+//! Four measurements, the two servers taking one-second turns so that noise on a shared machine
+//! falls on both alike: each at full load (closed loop, `--connections` requests in flight)
 //! for requests per second, then each at half of its own full-load rate (open loop: a request
 //! sent late because the one before it was slow counts its latency from when it was due, so a
 //! stall cannot hide itself) for percentiles.
@@ -94,14 +95,13 @@ async fn run(ctx: &Context, args: &ReadBenchArgs, cache: &Cache, shutdown: &Shut
     let body = client.get(&api_url).send().await?.error_for_status()?.bytes().await?;
     let static_url = serve_static(body.clone(), shutdown.clone()).await?;
 
-    let (connections, duration) = (args.connections, Duration::from_secs(args.seconds));
-    let api_full = measure("read API, full load", closed_loop(&client, &api_url, connections, duration)).await?;
-    let static_full = measure("static, full load", closed_loop(&client, &static_url, connections, duration)).await?;
-    let half = |full: &Load| full.requests_per_second / 2.0;
-    let api_half =
-        measure("read API, half load", open_loop(&client, &api_url, half(&api_full), connections, duration)).await?;
-    let static_half =
-        measure("static, half load", open_loop(&client, &static_url, half(&static_full), connections, duration))
+    let connections = args.connections;
+    let urls = [api_url.as_str(), static_url.as_str()];
+    let [api_full, static_full] =
+        measure("full load", alternating(args.seconds, |t| closed_loop(&client, urls[t], connections, SLICE))).await?;
+    let rates = [api_full.requests_per_second / 2.0, static_full.requests_per_second / 2.0];
+    let [api_half, static_half] =
+        measure("half load", alternating(args.seconds, |t| open_loop(&client, urls[t], rates[t], connections, SLICE)))
             .await?;
     let share = if static_full.requests_per_second > 0.0 {
         api_full.requests_per_second / static_full.requests_per_second
@@ -138,13 +138,42 @@ async fn serve_static(body: Bytes, shutdown: Shutdown) -> anyhow::Result<String>
     Ok(url)
 }
 
-async fn measure(name: &str, load: impl std::future::Future<Output = anyhow::Result<Load>>) -> anyhow::Result<Load> {
-    let spinner = ProgressBar::new_spinner().with_message(format!("{name}…"));
+/// One turn of a target in [`alternating`].
+const SLICE: Duration = Duration::from_secs(1);
+
+async fn measure(
+    name: &str,
+    loads: impl std::future::Future<Output = anyhow::Result<[Load; 2]>>,
+) -> anyhow::Result<[Load; 2]> {
+    let spinner = ProgressBar::new_spinner().with_message(format!("{name}: read API and static, in turns…"));
     spinner.enable_steady_tick(Duration::from_millis(100));
-    let load = load.await?;
+    let loads = loads.await?;
     spinner.finish_and_clear();
-    eprintln!("{name:<20} {:>9.0} req/s  p99 {:>6.2} ms", load.requests_per_second, load.p99_ms);
-    Ok(load)
+    for (target, load) in ["read API", "static"].iter().zip(&loads) {
+        eprintln!("{target:<9} {name:<10} {:>9.0} req/s  p99 {:>6.2} ms", load.requests_per_second, load.p99_ms);
+    }
+    Ok(loads)
+}
+
+/// Measures the two targets (0: the read API, 1: static) in turns of [`SLICE`], `seconds` turns
+/// each: on a shared machine, a noisy moment then falls on both alike instead of on whichever
+/// happened to run during it.
+async fn alternating<F, Fut>(seconds: u64, mut slice: F) -> anyhow::Result<[Load; 2]>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Vec<Lane>, Duration)>>,
+{
+    let mut lanes: [Vec<Lane>; 2] = [Vec::new(), Vec::new()];
+    let mut elapsed = [Duration::ZERO; 2];
+    for _ in 0..seconds {
+        for target in 0..2 {
+            let (more, took) = slice(target).await?;
+            lanes[target].extend(more);
+            elapsed[target] += took;
+        }
+    }
+    let [api, fixed] = lanes;
+    Ok([summarise(api, elapsed[0]), summarise(fixed, elapsed[1])])
 }
 
 /// `connections` loops, each sending its next request as soon as the last one is answered.
@@ -153,7 +182,7 @@ async fn closed_loop(
     url: &str,
     connections: u32,
     duration: Duration,
-) -> anyhow::Result<Load> {
+) -> anyhow::Result<(Vec<Lane>, Duration)> {
     let started = Instant::now();
     let deadline = started + duration;
     let lanes = (0..connections).map(|_| {
@@ -168,7 +197,7 @@ async fn closed_loop(
         })
     });
     let lanes = futures::future::try_join_all(lanes).await?;
-    Ok(summarise(lanes, started.elapsed()))
+    Ok((lanes, started.elapsed()))
 }
 
 /// `connections` loops sharing `rate` requests per second on a fixed schedule; each latency is
@@ -179,7 +208,7 @@ async fn open_loop(
     rate: f64,
     connections: u32,
     duration: Duration,
-) -> anyhow::Result<Load> {
+) -> anyhow::Result<(Vec<Lane>, Duration)> {
     anyhow::ensure!(rate > 0.0, "no requests were answered at full load");
     let every = Duration::from_secs_f64(f64::from(connections) / rate);
     let started = Instant::now();
@@ -207,7 +236,7 @@ async fn open_loop(
         })
     });
     let lanes = futures::future::try_join_all(lanes).await?;
-    Ok(summarise(lanes, started.elapsed()))
+    Ok((lanes, started.elapsed()))
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> bool {
