@@ -72,6 +72,25 @@ async fn sqlite_a_group_removed_from_the_source_is_removed_from_the_cache() {
     a_group_removed_from_the_source_is_removed_from_the_cache(Dialect::Sqlite).await;
 }
 
+/// Asks `batcher` for every group at once, as concurrent job handlers do; each group's outcome.
+async fn refresh_concurrently(
+    batcher: &Batcher,
+    groups: impl IntoIterator<Item = i64>,
+) -> Vec<(i64, Result<Refreshed, ranq_worker::BatchError>)> {
+    let handles: Vec<_> = groups
+        .into_iter()
+        .map(|g| {
+            let b = batcher.clone();
+            tokio::spawn(async move { (g, b.refresh(g).await) })
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(handles.len());
+    for handle in handles {
+        outcomes.push(handle.await.unwrap());
+    }
+    outcomes
+}
+
 #[tokio::test]
 async fn concurrent_requests_are_batched_and_each_gets_its_groups_outcome() {
     let env = TestEnv::new(Dialect::Postgres).await;
@@ -80,15 +99,7 @@ async fn concurrent_requests_are_batched_and_each_gets_its_groups_outcome() {
     let options = BatcherOptions { batch_size: 16, batch_wait: Duration::from_millis(20), quarantine: QUARANTINE };
     let (batcher, task) = Batcher::spawn(Refresher::new(source.clone(), cache.clone()), options, None);
 
-    let handles: Vec<_> = (1..=50)
-        .chain([404])
-        .map(|g| {
-            let b = batcher.clone();
-            tokio::spawn(async move { (g, b.refresh(g).await) })
-        })
-        .collect();
-    for handle in handles {
-        let (group, outcome) = handle.await.unwrap();
+    for (group, outcome) in refresh_concurrently(&batcher, (1..=50).chain([404])).await {
         let expected = if group == 404 { Outcome::Deleted } else { Outcome::Written };
         assert_eq!(outcome.unwrap(), Refreshed::Done(expected), "group {group}");
     }
@@ -126,14 +137,7 @@ async fn an_error_in_the_schema_fails_the_batch_without_blaming_any_group() {
     let (batcher, task) = Batcher::spawn(Refresher::new(source.clone(), cache.clone()), options, None);
 
     execute(&source, "ALTER TABLE ranq_scores RENAME COLUMN score TO points").await;
-    let handles: Vec<_> = (1..=8)
-        .map(|g| {
-            let b = batcher.clone();
-            tokio::spawn(async move { (g, b.refresh(g).await) })
-        })
-        .collect();
-    for handle in handles {
-        let (group, outcome) = handle.await.unwrap();
+    for (group, outcome) in refresh_concurrently(&batcher, 1..=8).await {
         let error = outcome.expect_err("the whole batch fails").to_string();
         assert!(error.contains("score"), "group {group}: {error}");
         assert_eq!(cache.health(group).await.unwrap(), None, "group {group} was blamed for the schema");
