@@ -1,5 +1,5 @@
-//! Prometheus metrics of the read API: `ranq_reads_total{status}`, `ranq_cache_age_seconds` and
-//! `ranq_read_refreshes_total{outcome}`.
+//! Prometheus metrics of the read API: `ranq_reads_total{status}`, `ranq_cache_age_seconds`,
+//! `ranq_read_refreshes_total{outcome}` and `ranq_read_miss_waits_total{outcome}`.
 //!
 //! The recorder is owned by the server rather than installed globally, so several servers (in
 //! tests, or `ranq up`) each count their own requests.
@@ -18,6 +18,8 @@ pub struct ReadMetrics {
     /// Registered once: looking a labelled series up on every read costs more than the read.
     reads: [Counter; 3],
     age: Histogram,
+    /// MISSes that waited (`read.miss_wait`) for a refresh: [served in time, still missing].
+    waits: [Counter; 2],
 }
 
 impl std::fmt::Debug for ReadMetrics {
@@ -46,6 +48,10 @@ impl ReadMetrics {
             recorder.register_counter(&key, &metadata)
         });
         let age = recorder.register_histogram(&Key::from_name("ranq_cache_age_seconds"), &metadata);
+        let waits = ["served", "missed"].map(|outcome| {
+            let key = Key::from_parts("ranq_read_miss_waits_total", vec![Label::new("outcome", outcome)]);
+            recorder.register_counter(&key, &metadata)
+        });
         with_local_recorder(&recorder, || {
             metrics::describe_counter!("ranq_reads_total", "Leaderboard reads by status (FRESH, STALE, MISS).");
             metrics::describe_histogram!("ranq_cache_age_seconds", "Age of the snapshot served, per read.");
@@ -53,8 +59,12 @@ impl ReadMetrics {
                 "ranq_read_refreshes_total",
                 "Refreshes asked for by MISS and STALE reads, by outcome (enqueued, recent, limited, absent, skipped)."
             );
+            metrics::describe_counter!(
+                "ranq_read_miss_waits_total",
+                "MISSes that waited for the refresh they asked for: served in time, or still missing."
+            );
         });
-        Self { recorder, handle, reads, age }
+        Self { recorder, handle, reads, age, waits }
     }
 
     /// Records one read: its status and, when a snapshot was found, its age.
@@ -68,6 +78,11 @@ impl ReadMetrics {
         if let Some(age) = age {
             self.age.record(age.as_secs_f64());
         }
+    }
+
+    /// Records the end of a MISS's wait for its refresh: `served` if the refresh landed in time.
+    pub fn record_wait(&self, served: bool) {
+        self.waits[usize::from(!served)].increment(1);
     }
 
     /// Records what a read's request for a refresh did.

@@ -25,8 +25,6 @@ const RECENT_CAPACITY: usize = 10_000;
 /// Queue depth above which reads stop pushing: the producer's default backlog bound, well below
 /// the ~8,000 due jobs at which apalis-redis 1.0's fetch fails (FACTS).
 const MAX_BACKLOG: usize = 4_000;
-/// How often a waiting MISS looks for the snapshot it asked for.
-const WAIT_POLL: Duration = Duration::from_millis(10);
 
 /// What asking for a refresh did (the `outcome` label of `ranq_read_refreshes_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +71,9 @@ pub struct OnMissRefresh {
 pub enum Claim {
     /// This request asks: it must call [`OnMissRefresh::push`].
     Ours,
-    /// Another request asked within the last second; `pushed` says whether a job is (or is being)
-    /// pushed, i.e. whether waiting for it makes sense.
-    Recent { pushed: bool },
+    /// Another request asked within the last second; what came of it (`None` while its push is
+    /// under way: see [`OnMissRefresh::outcome`]).
+    Recent { outcome: Option<Asked> },
 }
 
 impl OnMissRefresh {
@@ -97,10 +95,6 @@ impl OnMissRefresh {
         self.wait
     }
 
-    pub fn poll_interval(&self) -> Duration {
-        WAIT_POLL
-    }
-
     /// The first guard, without IO: whether this request asks for `group`, or another one did
     /// within the last second.
     pub fn claim(&self, group: GroupId) -> Claim {
@@ -109,7 +103,7 @@ impl OnMissRefresh {
         if let Some(&(at, outcome)) = recent.get(&group)
             && now.duration_since(at) < ASK_AGAIN_AFTER
         {
-            return Claim::Recent { pushed: matches!(outcome, None | Some(Asked::Enqueued)) };
+            return Claim::Recent { outcome };
         }
         if recent.len() >= RECENT_CAPACITY {
             recent.retain(|_, (at, _)| now.duration_since(*at) < ASK_AGAIN_AFTER);
@@ -120,6 +114,12 @@ impl OnMissRefresh {
         }
         recent.insert(group, (now, None));
         Claim::Ours
+    }
+
+    /// What came of the latest ask for `group`, once its push is over.
+    pub fn outcome(&self, group: GroupId) -> Option<Asked> {
+        let recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent.get(&group).and_then(|&(_, outcome)| outcome)
     }
 
     /// The rest of the guards (the per-second cap first: it costs no IO), then the push. Only

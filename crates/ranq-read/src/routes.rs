@@ -14,9 +14,11 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::openapi::{ErrorBody, Health, MemberBody, MissBody, NotInTopBody};
 use crate::response::{Fetched, ReadOutcome, TopResponse, classify, etag_of, fetch, head, read_top, render_top};
-use crate::{AppState, Asked, Claim};
+use crate::{AppState, Asked, Claim, OnMissRefresh};
 
 const STATUS_HEADER: &str = "x-ranq-status";
+/// How often a waiting MISS looks for the snapshot it asked for.
+const WAIT_POLL: Duration = Duration::from_millis(10);
 
 pub(crate) fn router(state: AppState, request_timeout: Duration) -> Router {
     Router::new()
@@ -116,7 +118,7 @@ async fn read_kept_or_fetched(
 }
 
 fn refresh_in_background(state: &AppState, group: GroupId) {
-    let Some(on_miss) = state.on_miss.clone().filter(|o| o.claim(group) == Claim::Ours) else { return };
+    let Some(on_miss) = state.on_miss.clone().filter(|o| matches!(o.claim(group), Claim::Ours)) else { return };
     let (cache, metrics) = (state.cache.clone(), state.metrics.clone());
     // Short-lived: a Redis check and a push, each bounded by the connection's timeouts.
     tokio::spawn(async move { metrics.record_refresh(on_miss.push(&cache, group).await) });
@@ -131,24 +133,55 @@ async fn refresh_and_wait(
     started: tokio::time::Instant,
 ) -> Option<(TopResponse, Duration)> {
     let on_miss = state.on_miss.as_ref()?;
-    let (asked, pushed) = match on_miss.claim(group) {
+    let deadline = started + on_miss.wait();
+    let (asked, outcome) = match on_miss.claim(group) {
         Claim::Ours => {
             let asked = on_miss.push(&state.cache, group).await;
-            (asked, asked == Asked::Enqueued)
+            (asked, Some(asked))
         }
-        Claim::Recent { pushed } => (Asked::Recent, pushed),
+        Claim::Recent { outcome } => (Asked::Recent, outcome),
     };
     state.metrics.record_refresh(asked);
-    if !pushed {
+    if on_miss.wait().is_zero() {
         return None;
     }
-    let deadline = started + on_miss.wait();
+    // Another request's push still under way: learn what came of it before deciding to wait.
+    let outcome = match outcome {
+        Some(outcome) => Some(outcome),
+        None => settled(on_miss, group, deadline).await,
+    };
+    if outcome != Some(Asked::Enqueued) {
+        return None;
+    }
+    let found = wait_for_refresh(state, group, limit, deadline).await;
+    state.metrics.record_wait(found.is_some());
+    found
+}
+
+/// The outcome of the push another request is making for `group`, polled until `deadline`.
+async fn settled(on_miss: &OnMissRefresh, group: GroupId, deadline: tokio::time::Instant) -> Option<Asked> {
+    while tokio::time::Instant::now() < deadline {
+        if let Some(outcome) = on_miss.outcome(group) {
+            return Some(outcome);
+        }
+        tokio::time::sleep(WAIT_POLL.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
+    }
+    None
+}
+
+/// Polls for `group`'s snapshot until it is served or `deadline` passes.
+async fn wait_for_refresh(
+    state: &AppState,
+    group: GroupId,
+    limit: usize,
+    deadline: tokio::time::Instant,
+) -> Option<(TopResponse, Duration)> {
     for poll in 1.. {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
             break;
         }
-        tokio::time::sleep(on_miss.poll_interval().min(left)).await;
+        tokio::time::sleep(WAIT_POLL.min(left)).await;
         let read = tokio::time::timeout_at(deadline, read_top(&state.cache, &state.policy, group, limit)).await;
         if let Ok(Ok(ReadOutcome::Served(response, age))) = read {
             return Some((response, age));
@@ -335,7 +368,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text: `ranq_reads_total{status}`, `ranq_cache_age_seconds`,
-/// `ranq_read_refreshes_total{outcome}`.
+/// `ranq_read_refreshes_total{outcome}`, `ranq_read_miss_waits_total{outcome}`.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
