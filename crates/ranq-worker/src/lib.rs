@@ -15,4 +15,4 @@ mod run;
 
 pub use batcher::{BatchError, Batcher, BatcherOptions, MAX_BACKOFF, Refreshed, Refresher, RetryPolicy};
 pub use noop::run_noop;
-pub use run::run;
+pub use run::{queue_options, run};

@@ -4,7 +4,7 @@
 
 use apalis::prelude::*;
 use ranq_core::Incoming;
-use ranq_queue::{Queue, QueueOptions, TickPoll, worker_name};
+use ranq_queue::{Queue, TickPoll, worker_name};
 use ranq_runtime::{Settings, Shutdown};
 
 async fn ack(_job: Incoming) -> Result<(), BoxDynError> {
@@ -22,9 +22,7 @@ pub async fn run_noop(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let ws = &settings.worker;
-    let options =
-        QueueOptions { fetch_size: ws.batch_size, heartbeat: ws.heartbeat, missed_heartbeats: ws.missed_heartbeats };
-    let queue = Queue::new(conn, keys, &options);
+    let queue = Queue::new(conn, keys, &crate::run::queue_options(ws));
     let queue = if stock_leases { queue.with_stock_leases() } else { queue };
     let name = worker_name("noop");
     let (concurrency, poll_every) = (ws.concurrency.max(1), ws.poll_interval);

@@ -51,13 +51,18 @@ async fn handle(
     }
 }
 
+/// The queue as a worker consumes it: one fetch fills a batch, and the heartbeat settings decide
+/// how soon a dead worker's jobs run elsewhere. The no-op worker and the bench use it too, so
+/// they measure the same queue.
+pub fn queue_options(ws: &ranq_runtime::settings::WorkerSettings) -> QueueOptions {
+    QueueOptions { fetch_size: ws.batch_size, heartbeat: ws.heartbeat, missed_heartbeats: ws.missed_heartbeats }
+}
+
 /// Runs one worker process until `shutdown`, then drains: in-flight jobs finish (bounded by
 /// `shutdown_timeout`), buffered ones go back to the queue.
 pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Shutdown) -> anyhow::Result<()> {
     let ws = &settings.worker;
-    let options =
-        QueueOptions { fetch_size: ws.batch_size, heartbeat: ws.heartbeat, missed_heartbeats: ws.missed_heartbeats };
-    let queue = Queue::new(cache.connection(), cache.keys(), &options);
+    let queue = Queue::new(cache.connection(), cache.keys(), &queue_options(ws));
     let retry = RetryPolicy { attempts: ws.retry_attempts, backoff: ws.retry_backoff };
     let quarantine = QuarantinePolicy { after: ws.quarantine_after, retry: ws.quarantine_retry };
     let (batcher, batcher_task) = Batcher::spawn(

@@ -270,14 +270,21 @@ async fn wait_until_refreshed(
         if done >= groups {
             return Ok(());
         }
-        for worker in workers.iter_mut() {
-            if let Some(status) = worker.try_wait()? {
-                anyhow::bail!("a worker died during the benchmark ({status}); run one by hand to see why");
-            }
-        }
+        ensure_alive(workers)?;
         anyhow::ensure!(Instant::now() < deadline, "not refreshed within {timeout:?}: {done} of {groups}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Fails as soon as one of the bench's worker processes has exited: waiting on would only end at
+/// the phase's timeout.
+fn ensure_alive(workers: &mut [Child]) -> anyhow::Result<()> {
+    for worker in workers.iter_mut() {
+        if let Some(status) = worker.try_wait()? {
+            anyhow::bail!("a worker died during the benchmark ({status}); run one by hand to see why");
+        }
+    }
+    Ok(())
 }
 
 async fn redis_used_memory(cache: &Cache) -> anyhow::Result<u64> {

@@ -18,7 +18,7 @@ use ranq_cache::Cache;
 use ranq_core::job::Reason;
 use ranq_core::{GroupId, RefreshJob, Snapshot};
 use ranq_db::{SeedOptions, Source};
-use ranq_queue::{Queue, QueueOptions};
+use ranq_queue::Queue;
 use ranq_worker::Refresher;
 use serde::Serialize;
 use tokio::process::Child;
@@ -221,10 +221,7 @@ async fn through_queue(
     role: Role,
 ) -> anyhow::Result<Duration> {
     let cache = &sandbox.cache;
-    let ws = &ctx.settings.worker;
-    let options =
-        QueueOptions { fetch_size: ws.batch_size, heartbeat: ws.heartbeat, missed_heartbeats: ws.missed_heartbeats };
-    let queue = Queue::new(cache.connection(), cache.keys(), &options);
+    let queue = Queue::new(cache.connection(), cache.keys(), &ranq_worker::queue_options(&ctx.settings.worker));
     let args: &[&str] = match role {
         Role::Noop => &["bench", "noop-worker"],
         Role::NoopStockLeases => &["bench", "noop-worker", "--stock-leases"],
@@ -300,11 +297,7 @@ async fn wait_until_done(
         if done >= jobs {
             return Ok(());
         }
-        for worker in workers.iter_mut() {
-            if let Some(status) = worker.try_wait()? {
-                anyhow::bail!("a no-op worker died during the benchmark ({status})");
-            }
-        }
+        super::ensure_alive(workers)?;
         anyhow::ensure!(Instant::now() < deadline, "no-op jobs not done within {PHASE_TIMEOUT:?}: {done} of {jobs}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
