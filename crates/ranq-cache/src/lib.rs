@@ -10,7 +10,7 @@ mod store;
 
 pub use error::CacheError;
 pub use health::{QuarantinePolicy, RecordedFailures};
-pub use store::{Cache, FreshnessCounts, Outcome, Write, stored_version};
+pub use store::{AgePercentiles, AgedGroup, Cache, FreshnessCounts, Outcome, Write, stored_version};
 
 /// Opens a Redis connection manager (reconnects by itself) with bounded waits, so no call can
 /// hang forever on a dead server.

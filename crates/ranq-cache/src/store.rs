@@ -67,6 +67,23 @@ pub struct FreshnessCounts {
     pub stale: u64,
     /// Cached but older than `max_age`: served as MISS.
     pub expired: u64,
+    /// Snapshot ages across the cached groups; `None` when nothing is cached.
+    pub ages: Option<AgePercentiles>,
+}
+
+/// Snapshot ages by nearest rank: half the groups are at most `p50` old, 99 % at most `p99`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AgePercentiles {
+    pub p50_ms: u64,
+    pub p99_ms: u64,
+    pub max_ms: u64,
+}
+
+/// A cached group past `stale_after`, as `ranq status --stale` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgedGroup {
+    pub group: GroupId,
+    pub version: Version,
 }
 
 /// Handle to ranq's data in one Redis namespace. Cheap to clone.
@@ -295,7 +312,60 @@ impl Cache {
             .arg(format!("({fresh_from}"))
             .query_async(&mut conn)
             .await?;
-        Ok(FreshnessCounts { cached, fresh, stale, expired: cached.saturating_sub(fresh + stale) })
+        let ages = self.age_percentiles(cached, now_us).await?;
+        Ok(FreshnessCounts { cached, fresh, stale, expired: cached.saturating_sub(fresh + stale), ages })
+    }
+
+    /// The index is ordered by version, oldest first, so a percentile of age is one rank lookup:
+    /// the group at rank ⌊(n−1)·(1−q)⌋ is older than a share q of the groups. O(log n) each.
+    async fn age_percentiles(&self, cached: u64, now_us: i64) -> Result<Option<AgePercentiles>, CacheError> {
+        if cached == 0 {
+            return Ok(None);
+        }
+        let last = cached - 1;
+        let ranks = [0, last / 100, last / 2]; // max, p99, p50
+        let mut pipe = redis::pipe();
+        for rank in ranks {
+            pipe.cmd("ZRANGE").arg(self.keys.index()).arg(rank).arg(rank).arg("WITHSCORES");
+        }
+        let mut conn = self.conn.clone();
+        let found: Vec<Vec<(GroupId, i64)>> = pipe.query_async(&mut conn).await?;
+        let age = |i: usize| {
+            let version = found.get(i).and_then(|v| v.first()).map_or(now_us, |(_, v)| *v);
+            u64::try_from(now_us.saturating_sub(version) / 1_000).unwrap_or(0)
+        };
+        Ok(Some(AgePercentiles { max_ms: age(0), p99_ms: age(1), p50_ms: age(2) }))
+    }
+
+    /// Cached groups older than `older_than` at `now`, oldest first (at most `limit`), and how many
+    /// there are in all.
+    pub async fn oldest_groups(
+        &self,
+        older_than: Duration,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(u64, Vec<AgedGroup>), CacheError> {
+        let micros = i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX);
+        let before = format!("({}", now.timestamp_micros().saturating_sub(micros));
+        let index = self.keys.index();
+        let mut conn = self.conn.clone();
+        let (total, oldest): (u64, Vec<(GroupId, i64)>) = redis::pipe()
+            .cmd("ZCOUNT")
+            .arg(&index)
+            .arg("-inf")
+            .arg(&before)
+            .cmd("ZRANGE")
+            .arg(&index)
+            .arg("-inf")
+            .arg(&before)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await?;
+        Ok((total, oldest.into_iter().map(|(group, version)| AgedGroup { group, version }).collect()))
     }
 }
 

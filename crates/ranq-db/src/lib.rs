@@ -73,6 +73,26 @@ impl Source {
         Ok(self)
     }
 
+    /// Checks that the reference tables this source reads exist, so that a fleet started before
+    /// `ranq migrate` says so at once instead of failing every tick.
+    pub async fn check_schema(&self) -> Result<(), DbError> {
+        let custom = self.custom.as_deref();
+        let reads_scores = custom.is_none_or(|c| c.top_query.is_none());
+        let reads_groups = reads_scores || custom.is_none_or(|c| c.group_ids_query.is_none());
+        let probes = [
+            (reads_groups, "SELECT id, name FROM ranq_groups LIMIT 0"),
+            (reads_scores, "SELECT group_id, member_id, score, updated_at FROM ranq_scores LIMIT 0"),
+        ];
+        for (_, sql) in probes.iter().filter(|(needed, _)| *needed) {
+            let result = match &self.pool {
+                Pool::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+                Pool::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+            };
+            result.map_err(DbError::query("checking the source schema"))?;
+        }
+        Ok(())
+    }
+
     pub fn pool(&self) -> &Pool {
         &self.pool
     }

@@ -18,7 +18,11 @@ use crate::tick::{Producer, TickOutcome};
 /// Parses a cron expression with a seconds field, e.g. `0 * * * * *` (every minute).
 pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
     cron::Schedule::from_str(expr).map_err(|e| {
-        format!("producer.schedule {expr:?} is not a cron expression with a seconds field ({e}); e.g. \"0 * * * * *\" runs every minute")
+        // The parser's message draws a caret under the expression on lines of its own; its last
+        // line says what is wrong.
+        let text = e.to_string();
+        let why = text.lines().last().unwrap_or_default().trim();
+        format!("producer.schedule {expr:?} is not a cron expression with a seconds field ({why}); e.g. \"0 * * * * *\" runs every minute")
     })
 }
 

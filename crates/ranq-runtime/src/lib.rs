@@ -9,5 +9,5 @@ pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use settings::{ConfigError, LogFormat, Overrides, ProducerMode, Settings};
+pub use settings::{ConfigError, Explained, LogFormat, Origin, Overrides, ProducerMode, Settings};
 pub use shutdown::Shutdown;

@@ -253,17 +253,58 @@ impl Settings {
     }
 
     fn figment(config: Option<&Path>, overrides: &Overrides) -> Result<Figment, ConfigError> {
+        let layers = Layers::new(config, overrides)?;
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
-        match config {
-            Some(path) if !path.exists() => {
-                return Err(ConfigError::MissingFile { path: path.to_owned() });
-            }
-            Some(path) => figment = figment.merge(Toml::file(path)),
-            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
-                figment = figment.merge(Toml::file(DEFAULT_CONFIG_PATH));
-            }
-            None => {}
+        if let Some(file) = layers.file {
+            figment = figment.merge(file);
         }
+        Ok(figment.merge(layers.env).merge(layers.flags))
+    }
+
+    /// Every setting's effective value and the layer it came from, for `ranq config show`.
+    /// URLs are returned as given; redacting them is the caller's job.
+    pub fn explain(config: Option<&Path>, overrides: &Overrides) -> Result<Vec<Explained>, ConfigError> {
+        let settings = Self::load(config, overrides)?;
+        let layers = Layers::new(config, overrides)?;
+        let flags = Figment::from(layers.flags);
+        let env = Figment::from(layers.env);
+        let file = layers.file.map(Figment::from);
+        let value = figment::value::Value::serialize(&settings).map_err(|e| ConfigError::Invalid(describe(&e)))?;
+        let mut leaves = Vec::new();
+        flatten("", &value, &mut leaves);
+        Ok(leaves
+            .into_iter()
+            .map(|(key, value)| {
+                let origin = if flags.find_value(&key).is_ok() {
+                    Origin::Flag
+                } else if env.find_value(&key).is_ok() {
+                    Origin::Env(format!("RANQ_{}", key.replace('.', "__").to_ascii_uppercase()))
+                } else if file.as_ref().is_some_and(|f| f.find_value(&key).is_ok()) {
+                    Origin::File(layers.file_path.clone().unwrap_or_default())
+                } else {
+                    Origin::Default
+                };
+                Explained { key, value, origin }
+            })
+            .collect())
+    }
+}
+
+/// The layers above the built-in defaults, kept apart so `explain` can ask each one.
+struct Layers {
+    file: Option<figment::providers::Data<Toml>>,
+    file_path: Option<PathBuf>,
+    env: Env,
+    flags: Serialized<Overrides>,
+}
+
+impl Layers {
+    fn new(config: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let file_path = match config {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile { path: path.to_owned() }),
+            Some(path) => Some(path.to_owned()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
+        };
         // RANQ_CONFIG names the file and is not a setting; RANQ_TEST_* is reserved for the test
         // suite's service URLs. The URL settings are read by the command-line layer (with their
         // contract names DATABASE_URL and REDIS_URL).
@@ -271,7 +312,50 @@ impl Settings {
             .split("__")
             .ignore(&["CONFIG"])
             .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"));
-        Ok(figment.merge(env).merge(Serialized::defaults(overrides)))
+        Ok(Self {
+            file: file_path.as_deref().map(Toml::file),
+            file_path,
+            env,
+            flags: Serialized::defaults(overrides.clone()),
+        })
+    }
+}
+
+/// One setting as `ranq config show` prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explained {
+    /// Dotted key, as in the TOML file (`read.max_age`).
+    pub key: String,
+    /// The effective value; `None` for an optional setting left unset.
+    pub value: Option<figment::value::Value>,
+    pub origin: Origin,
+}
+
+/// The layer a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    /// The variable's name.
+    Env(String),
+    /// A command-line flag, or the environment variable clap reads for it (`REDIS_URL`…); only
+    /// the command line can tell which.
+    Flag,
+}
+
+/// Dotted paths to every leaf of a settings tree, in the tree's order; an unset optional setting
+/// is a leaf without a value.
+fn flatten(prefix: &str, value: &figment::value::Value, out: &mut Vec<(String, Option<figment::value::Value>)>) {
+    use figment::value::Value;
+    match value {
+        Value::Dict(_, dict) => {
+            for (key, value) in dict {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                flatten(&path, value, out);
+            }
+        }
+        Value::Empty(..) => out.push((prefix.to_owned(), None)),
+        leaf => out.push((prefix.to_owned(), Some(leaf.clone()))),
     }
 }
 
@@ -281,6 +365,10 @@ fn describe(error: &figment::Error) -> String {
     for e in error.clone() {
         if !out.is_empty() {
             out.push_str("; ");
+        }
+        if let figment::error::Kind::UnknownField(field, expected) = &e.kind {
+            out.push_str(&unknown_key(&e, field, expected));
+            continue;
         }
         let key = e.path.join(".");
         let source = e.metadata.as_ref().map(|m| m.name.to_string());
@@ -293,6 +381,36 @@ fn describe(error: &figment::Error) -> String {
         }
     }
     out
+}
+
+/// "unknown key read.stale_aftre (from RANQ_READ__STALE_AFTRE); did you mean read.stale_after?"
+fn unknown_key(e: &figment::Error, field: &str, expected: &[&str]) -> String {
+    // figment's path for an unknown field ends with the field itself.
+    let section: Vec<&str> = e.path.iter().map(String::as_str).take(e.path.len().saturating_sub(1)).collect();
+    let dotted = |name: &str| section.iter().copied().chain([name]).collect::<Vec<_>>().join(".");
+    let key = dotted(field);
+    let from = match &e.metadata {
+        Some(m) if m.name.contains("environment") => {
+            format!(" (from RANQ_{})", key.replace('.', "__").to_ascii_uppercase())
+        }
+        Some(m) => m.source.as_ref().map_or_else(|| format!(" (from {})", m.name), |s| format!(" (from {s})")),
+        None => String::new(),
+    };
+    match nearest(field, expected) {
+        Some(best) => format!("unknown key {key}{from}; did you mean {}?", dotted(best)),
+        None => format!("unknown key {key}{from}; valid keys here: {}", expected.join(", ")),
+    }
+}
+
+/// The valid key a typo most likely meant, if any is close enough to be a useful guess.
+fn nearest<'a>(typo: &str, valid: &[&'a str]) -> Option<&'a str> {
+    let typo = typo.to_ascii_lowercase();
+    valid
+        .iter()
+        .map(|v| (strsim::jaro_winkler(&typo, v), *v))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, v)| v)
 }
 
 #[cfg(test)]
@@ -355,7 +473,24 @@ mod tests {
             jail.clear_env();
             jail.set_env("RANQ_READ__STALE_AFTRE", "2s");
             let err = load_in_jail(jail, &Overrides::default()).expect_err("typo rejected").to_string();
-            assert!(err.contains("stale_aftre"), "{err}");
+            assert!(err.contains("unknown key read.stale_aftre (from RANQ_READ__STALE_AFTRE)"), "{err}");
+            assert!(err.ends_with("did you mean read.stale_after?"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_dir("config")?;
+            jail.create_file(DEFAULT_CONFIG_PATH, "[worker]\nbatchsize = 64\n")?;
+            let err = load_in_jail(jail, &Overrides::default()).expect_err("typo rejected").to_string();
+            assert!(err.contains("unknown key worker.batchsize (from config/default.toml"), "{err}");
+            assert!(err.ends_with("did you mean worker.batch_size?"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("RANQ_ZZZ", "1");
+            let err = load_in_jail(jail, &Overrides::default()).expect_err("unknown key").to_string();
+            assert!(err.contains("unknown key zzz (from RANQ_ZZZ); valid keys here: database_url,"), "{err}");
             Ok(())
         });
         Jail::expect_with(|jail| {
@@ -363,6 +498,31 @@ mod tests {
             jail.set_env("RANQ_READ__MAX_AGE", "ten minutes");
             let err = load_in_jail(jail, &Overrides::default()).expect_err("bad duration").to_string();
             assert!(err.contains("read.max_age"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn explain_names_the_layer_each_value_came_from() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_dir("config")?;
+            jail.create_file(DEFAULT_CONFIG_PATH, "namespace = \"file\"\n[read]\nmax_age = \"1m\"\n")?;
+            jail.set_env("RANQ_READ__MAX_AGE", "2m");
+            let mut flags = Overrides { redis_url: Some("redis://elsewhere:6379".into()), ..Overrides::default() };
+            flags.set("producer", "schedule", Some("*/2 * * * * *"));
+            let all = Settings::explain(None, &flags).expect("explains");
+            let find = |key: &str| all.iter().find(|e| e.key == key).unwrap_or_else(|| panic!("{key} listed"));
+            assert_eq!(find("namespace").origin, Origin::File(DEFAULT_CONFIG_PATH.into()));
+            assert_eq!(find("read.max_age").origin, Origin::Env("RANQ_READ__MAX_AGE".into()));
+            assert_eq!(find("redis_url").origin, Origin::Flag);
+            assert_eq!(find("producer.schedule").origin, Origin::Flag);
+            assert_eq!(find("read.stale_after").origin, Origin::Default);
+            assert_eq!((find("database_url").value.as_ref(), &find("database_url").origin), (None, &Origin::Default));
+            assert_eq!(find("read.max_age").value.as_ref().and_then(|v| v.as_str()), Some("2m"));
+            let mut keys: Vec<&str> = all.iter().map(|e| e.key.as_str()).collect();
+            keys.dedup();
+            assert_eq!(keys.len(), all.len(), "each key once: {keys:?}");
             Ok(())
         });
     }

@@ -41,6 +41,12 @@ impl Shutdown {
     }
 }
 
+/// Resolves when the process receives SIGTERM or SIGINT; for commands that just stop, with
+/// nothing to drain.
+pub async fn signalled() {
+    os_signal().await;
+}
+
 #[cfg(unix)]
 async fn os_signal() {
     use tokio::signal::unix::{SignalKind, signal};

@@ -11,12 +11,21 @@ use crate::settings::LogFormat;
 pub fn init(format: Option<LogFormat>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let format = format.unwrap_or(if std::io::stderr().is_terminal() { LogFormat::Text } else { LogFormat::Json });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour(std::io::stderr().is_terminal()));
     // A second init (e.g. in tests) keeps the first subscriber; that is fine.
     let _ = match format {
         LogFormat::Text => builder.with_target(false).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// Whether to colour output to a stream: the NO_COLOR and CLICOLOR_FORCE conventions first (a
+/// supervisor such as `ranq up` forces colour through a pipe), else only on a terminal.
+pub fn colour(is_terminal: bool) -> bool {
+    if anstyle_query::no_color() { false } else { anstyle_query::clicolor_force() || is_terminal }
 }
 
 /// Histogram buckets per metric: batch sizes up to the largest sensible batch, durations from a
