@@ -42,6 +42,7 @@ async fn usage_and_configuration_errors_exit_2_with_one_line_naming_the_fix() {
         let out = run(env.ranq().args(&args).envs(vars.iter().copied()));
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).trim().lines().count(), 1, "{args:?}: {}", stderr(&out));
     }
     let out = run(env.ranq().arg("migrate").env_remove("DATABASE_URL"));
     assert_eq!(out.status.code(), Some(2));

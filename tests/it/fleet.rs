@@ -119,13 +119,18 @@ async fn a_fleet_keeps_every_group_equal_to_the_sql_truth() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ranq_up_serves_fresh_leaderboards_from_an_embedded_sqlite_database() {
+async fn ranq_up_serves_fresh_leaderboards_and_ctrl_c_leaves_nothing_behind() {
     let env = TestEnv::new(Dialect::Sqlite).await;
     let port = free_port();
+    // Nothing answers at REDIS_URL, so `up` starts a redis-server of its own.
+    let nowhere = format!("redis://127.0.0.1:{}", free_port());
+    let log = env.dir.join("up.log");
     let mut up = {
         let mut cmd = env.ranq();
-        cmd.env_remove("DATABASE_URL").args(["up", "--groups", "20", "--members", "50", "--workers", "1"]);
+        cmd.env_remove("DATABASE_URL").env_remove("RANQ_LOG_FORMAT").env("REDIS_URL", &nowhere);
+        cmd.args(["up", "--groups", "20", "--members", "50", "--workers", "2"]);
         cmd.args(["--listen", &format!("127.0.0.1:{port}")]);
+        cmd.stderr(std::fs::File::create(&log).unwrap());
         Proc::spawn("up", cmd)
     };
     let http = reqwest::Client::new();
@@ -138,12 +143,37 @@ async fn ranq_up_serves_fresh_leaderboards_from_an_embedded_sqlite_database() {
     assert_eq!(body["entries"].as_array().unwrap().len(), 50);
     assert!(env.dir.join("ranq-demo.db").exists(), "the demo database lives in the working directory");
 
-    let exit = up.terminate(Duration::from_secs(40));
+    let exit = up.stop_with(nix::sys::signal::Signal::SIGINT, Duration::from_secs(40));
     assert!(exit.success(), "ranq up exited with {exit}");
-    assert!(
-        http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_err(),
-        "the read API stopped with ranq up"
-    );
+
+    // One stream, every role's lines behind its own aligned prefix, and the URL to open.
+    let output = std::fs::read_to_string(&log).unwrap();
+    for prefix in ["producer     | ", "worker-1     | ", "worker-2     | ", "serve        | "] {
+        assert!(output.lines().any(|l| l.starts_with(prefix)), "no line from {prefix:?}:\n{output}");
+    }
+    assert!(output.contains(&format!("http://127.0.0.1:{port}/v1/groups/1/top")), "{output}");
+    let redis_port: u16 = output
+        .split("started redis-server on port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("up says which port its redis-server got:\n{output}"));
+
+    // Nothing is left: not the read API, not the private redis-server, no process of this fleet.
+    assert!(http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_err(), "the read API stopped");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err(), "the private redis-server stopped");
+    let marker = format!("RANQ_NAMESPACE={}", env.namespace);
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("cmdline")).ok())
+        .collect();
+    assert!(left.is_empty(), "processes left behind by ranq up: {left:?}");
     env.cleanup().await;
 }
 

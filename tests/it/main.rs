@@ -11,6 +11,7 @@ mod fence;
 mod fleet;
 mod http;
 mod http_fuzz;
+mod operator;
 mod producer;
 mod queue;
 mod refresh;

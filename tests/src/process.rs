@@ -46,15 +46,32 @@ impl Proc {
 
     /// Sends SIGTERM and waits (up to `timeout`) for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
-        kill(self.pid(), Signal::SIGTERM).expect("signal delivered");
+        self.stop_with(Signal::SIGTERM, timeout)
+    }
+
+    /// Sends `signal` (SIGINT is Ctrl-C) and waits (up to `timeout`) for the exit status.
+    pub fn stop_with(&mut self, signal: Signal, timeout: Duration) -> ExitStatus {
+        kill(self.pid(), signal).expect("signal delivered");
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait works") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "{} did not exit within {timeout:?} of SIGTERM", self.name);
+            assert!(Instant::now() < deadline, "{} did not exit within {timeout:?} of {signal}", self.name);
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sends SIGINT (Ctrl-C), waits up to `timeout`, and returns the exit code with everything
+    /// the process printed on stdout (which the caller piped).
+    pub fn interrupt_and_collect(mut self, timeout: Duration) -> (Option<i32>, String) {
+        use std::io::Read;
+        let status = self.stop_with(Signal::SIGINT, timeout);
+        let mut out = String::new();
+        if let Some(mut stdout) = self.child.stdout.take() {
+            stdout.read_to_string(&mut out).expect("stdout is readable");
+        }
+        (status.code(), out)
     }
 
     /// Reaps a process that was killed by a signal (so it leaves no zombie), returning its status.

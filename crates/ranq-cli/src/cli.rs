@@ -102,9 +102,24 @@ pub enum Command {
     Dead(DeadCommand),
     /// Run a whole local fleet: migrate, seed when empty, producer, workers and the read API.
     Up(UpArgs),
+    /// Inspect the configuration ranq runs with.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script, e.g. `ranq completions bash > /etc/bash_completion.d/ranq`.
+    Completions(CompletionsArgs),
     /// Benchmarks: print figures and write JSON; each uses a fresh schema and namespace.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+impl Command {
+    /// Commands that print a result and exit, as opposed to the long-running roles.
+    pub fn prints_and_exits(&self) -> bool {
+        matches!(
+            self,
+            Self::Get(_) | Self::Status(_) | Self::Dead(DeadCommand::List(_)) | Self::Config(_) | Self::Completions(_)
+        )
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,14 +254,17 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("target").required(true).args(["all", "groups"]))]
+#[command(group = clap::ArgGroup::new("target").required(true).multiple(true).args(["all", "groups", "from_file"]))]
 pub struct RefreshArgs {
-    /// Group ids to refresh.
+    /// Group ids to refresh (`-` reads them from stdin).
     #[arg(value_name = "GROUP")]
     pub groups: Vec<String>,
     /// Refresh every group in the source (needs DATABASE_URL).
-    #[arg(long, conflicts_with = "groups")]
+    #[arg(long, conflicts_with_all = ["groups", "from_file"])]
     pub all: bool,
+    /// Also refresh the group ids in PATH (whitespace- or comma-separated; `-` is stdin).
+    #[arg(long, value_name = "PATH")]
+    pub from_file: Option<PathBuf>,
     /// Wait until every group's cached version is newer than this request.
     #[arg(long)]
     pub wait: bool,
@@ -313,6 +331,16 @@ pub struct StatusArgs {
     /// Print one JSON object (CONTRACT §6) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Redraw every second until Ctrl-C (with --json: one object per line).
+    #[arg(long, conflicts_with = "stale")]
+    pub watch: bool,
+    /// List the groups older than read.stale_after instead, oldest first.
+    #[arg(long)]
+    pub stale: bool,
+    /// With --stale: most groups to list.
+    #[arg(long, value_name = "N", default_value_t = 100, requires = "stale",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
 }
 
 #[derive(Debug, Args)]
@@ -332,4 +360,25 @@ pub struct UpArgs {
     /// Producer schedule for the local fleet.
     #[arg(long, value_name = "CRON", default_value = "*/10 * * * * *")]
     pub schedule: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print every setting's effective value and where it came from (default, file, env or flag),
+    /// as TOML; passwords in URLs are shown as ***.
+    Show(ConfigShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigShowArgs {
+    /// Print a JSON array of {key, value, source, from} instead.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }

@@ -15,11 +15,16 @@ pub struct UsageError(pub String);
 #[derive(Debug)]
 pub struct Context {
     pub settings: Settings,
+    /// Setting keys of global flags whose value clap read from their environment variable.
+    pub from_env: Vec<&'static str>,
+    config: Option<std::path::PathBuf>,
+    overrides: Overrides,
 }
 
 impl Context {
     /// Layers settings: defaults < file < env < flags (including the per-command flags).
-    pub fn load(cli: &Cli) -> anyhow::Result<Self> {
+    /// `from_env` names the global flags that clap filled from their environment variable.
+    pub fn load(cli: &Cli, from_env: Vec<&'static str>) -> anyhow::Result<Self> {
         let g = &cli.global;
         let mut o = Overrides {
             database_url: g.database_url.clone(),
@@ -46,7 +51,12 @@ impl Context {
         }
         let settings = Settings::load(g.config.as_deref(), &o)?;
         validate(&settings)?;
-        Ok(Self { settings })
+        Ok(Self { settings, from_env, config: g.config.clone(), overrides: o })
+    }
+
+    /// Every setting with the layer it came from (`ranq config show`).
+    pub fn explain(&self) -> Result<Vec<ranq_runtime::Explained>, ranq_runtime::ConfigError> {
+        Settings::explain(self.config.as_deref(), &self.overrides)
     }
 
     /// The source URL, required by the commands that read the source.
@@ -72,13 +82,15 @@ impl Context {
             groups_query: s.groups_query.clone(),
             group_ids_query: s.group_ids_query.clone(),
         };
-        match self.source(pool).await?.with_custom_sql(custom).await {
-            Ok(source) => Ok(source),
+        let source = match self.source(pool).await?.with_custom_sql(custom).await {
+            Ok(source) => source,
             Err(e @ ranq_db::DbError::CustomSql { .. }) => {
-                Err(UsageError(format!("invalid configuration: {e}")).into())
+                return Err(UsageError(format!("invalid configuration: {e}")).into());
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        source.check_schema().await?;
+        Ok(source)
     }
 
     /// The refresh queue, with the worker settings that decide who counts as alive.
@@ -129,6 +141,17 @@ fn validate(s: &Settings) -> Result<(), UsageError> {
     }
     if s.producer.lease_ttl < std::time::Duration::from_secs(1) {
         return bad("producer.lease_ttl", "must be at least 1s (default 10s)");
+    }
+    if redis::IntoConnectionInfo::into_connection_info(s.redis_url.as_str()).is_err() {
+        return bad(
+            "redis_url",
+            "is not a Redis URL: use redis://host:6379/0 (or rediss:// for TLS, redis+unix:///path for a socket)",
+        );
+    }
+    if let Some(url) = &s.database_url {
+        if !["postgres://", "postgresql://", "sqlite:"].iter().any(|scheme| url.starts_with(scheme)) {
+            return bad("database_url", "must be postgres://user@host/db or sqlite:path/to/file.db");
+        }
     }
     if let Err(e) = ranq_producer::parse_schedule(&s.producer.schedule) {
         return Err(UsageError(e));

@@ -7,13 +7,40 @@ mod context;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command};
 use crate::context::{Context, UsageError};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        // A bare `ranq` or `ranq dead` asks for help (exit 2); --help and --version print to
+        // stdout (exit 0): clap's own output is the answer.
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand || !e.use_stderr() => {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("{}", usage_error_line(&e));
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if cli.command.prints_and_exits() {
+        // `ranq status | head` should end quietly when head does, as any Unix tool does. Only
+        // for the short commands: a long-running role keeps Rust's SIGPIPE-ignoring default, so a
+        // broken pipe is an error it handles, never a signal that kills it.
+        sigpipe::reset();
+    }
+    if let Command::Completions(args) = &cli.command {
+        return commands::config::completions(args);
+    }
+    let from_env: Vec<&'static str> = commands::config::GLOBAL_FLAGS
+        .iter()
+        .filter(|(key, ..)| matches.value_source(key) == Some(ValueSource::EnvVariable))
+        .map(|(key, ..)| *key)
+        .collect();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -21,20 +48,25 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, from_env)) {
         Ok(code) => code,
         Err(error) => {
             // One line: what failed, and (in the message) what to check.
             let usage = error.chain().any(|e| e.is::<UsageError>() || e.is::<ranq_runtime::ConfigError>());
-            eprintln!("error: {}", ranq_core::redact_url(&format!("{error:#}")));
+            eprintln!("error: {}", one_line(&error));
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let ctx = Context::load(&cli)?;
-    ranq_runtime::telemetry::init(ctx.settings.log_format);
+async fn run(cli: Cli, from_env: Vec<&'static str>) -> anyhow::Result<ExitCode> {
+    let ctx = Context::load(&cli, from_env)?;
+    // `up` prints its children's lines for a person to read, so its own are text too.
+    let log_format = match cli.command {
+        Command::Up(_) => ctx.settings.log_format.or(Some(ranq_runtime::LogFormat::Text)),
+        _ => ctx.settings.log_format,
+    };
+    ranq_runtime::telemetry::init(log_format);
     match cli.command {
         Command::Migrate(args) => commands::admin::migrate(&ctx, &args).await,
         Command::Seed(args) => commands::admin::seed(&ctx, &args).await,
@@ -44,9 +76,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Refresh(args) => commands::refresh::refresh(&ctx, &args).await,
         Command::Dirty(args) => commands::inspect::dirty(&ctx, &args).await,
         Command::Get(args) => commands::inspect::get(&ctx, &args).await,
-        Command::Status(args) => commands::inspect::status(&ctx, &args).await,
+        Command::Status(args) => commands::status::status(&ctx, &args).await,
         Command::Dead(command) => commands::dead::dead(&ctx, &command).await,
         Command::Up(args) => commands::up::up(&ctx, &args).await,
+        Command::Config(cli::ConfigCommand::Show(args)) => commands::config::show(&ctx, &args),
+        Command::Completions(args) => Ok(commands::config::completions(&args)),
         Command::Bench(cli::BenchCommand::Soak(args)) => commands::bench::soak(&ctx, &args).await,
         Command::Bench(cli::BenchCommand::Refresh(args)) => commands::bench::refresh(&ctx, &args).await,
         Command::Bench(cli::BenchCommand::Read(args)) => commands::bench::read(&ctx, &args).await,
@@ -54,4 +88,46 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::bench::noop_worker(&ctx, stock_leases).await
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: our messages often quote their source
+/// already, so a cause whose text is already in the line adds nothing. Passwords are redacted.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    ranq_core::redact_url(&line.replace(['\n', '\r'], " "))
+}
+
+/// clap's usage error on one line: the error, its tips and allowed values, and the command whose
+/// `--help` explains the rest (instead of clap's multi-line usage block).
+fn usage_error_line(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let mut line = String::new();
+    for part in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if part.starts_with("Usage:") || part.starts_with("For more information") {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+        }
+        line.push_str(part);
+    }
+    // The subcommand the user was typing, found by walking the command tree along the arguments.
+    let mut command = Cli::command();
+    let mut path = vec!["ranq".to_owned()];
+    for arg in std::env::args().skip(1) {
+        let Some(sub) = command.find_subcommand(&arg).cloned() else { continue };
+        path.push(arg);
+        command = sub;
+    }
+    format!("{line} (see `{} --help`)", path.join(" "))
 }

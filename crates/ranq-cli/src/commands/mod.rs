@@ -2,8 +2,10 @@
 
 pub mod admin;
 pub mod bench;
+pub mod config;
 pub mod dead;
 pub mod fleet;
 pub mod inspect;
 pub mod refresh;
+pub mod status;
 pub mod up;

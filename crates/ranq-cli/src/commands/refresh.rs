@@ -38,9 +38,11 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<ExitCo
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
+    let started = Instant::now();
     let missing = wait_for_versions(&cache, &groups, requested, args.timeout).await?;
     if missing.is_empty() {
-        eprintln!("all {} groups refreshed", groups.len());
+        let took = started.elapsed();
+        eprintln!("all {} groups refreshed in {:.1}s", groups.len(), took.as_secs_f64());
         return Ok(ExitCode::SUCCESS);
     }
     let shown: Vec<String> = missing.iter().take(20).map(ToString::to_string).collect();
@@ -55,7 +57,8 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<ExitCo
     )
 }
 
-/// The groups named on the command line (`-` reads ids from stdin), or every group with `--all`.
+/// The groups named on the command line and in `--from-file` (`-` is stdin), or every group
+/// with `--all`. A bad id anywhere is a usage error before anything is enqueued.
 async fn target_groups(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<Vec<GroupId>> {
     if args.all {
         let source = ctx.reading_source(1).await?;
@@ -63,23 +66,52 @@ async fn target_groups(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<Vec<
         source.close().await;
         return Ok(groups);
     }
-    let mut raw = Vec::new();
+    // Each id with where it came from, for the error that names a bad one.
+    let mut raw: Vec<(String, String)> = Vec::new();
+    let mut stdin_taken = false;
+    let mut stdin_once = |raw: &mut Vec<(String, String)>| -> anyhow::Result<()> {
+        if !std::mem::replace(&mut stdin_taken, true) {
+            raw.extend(read_ids("stdin", std::io::stdin().lock())?);
+        }
+        Ok(())
+    };
     for arg in &args.groups {
         if arg == "-" {
-            for line in std::io::stdin().lock().lines() {
-                raw.extend(line?.split_whitespace().map(str::to_owned));
-            }
+            stdin_once(&mut raw)?;
         } else {
-            raw.push(arg.clone());
+            raw.push((arg.clone(), "the command line".into()));
         }
     }
+    match &args.from_file {
+        Some(path) if path.as_os_str() == "-" => stdin_once(&mut raw)?,
+        Some(path) => {
+            let file =
+                std::fs::File::open(path).map_err(|e| UsageError(format!("--from-file {}: {e}", path.display())))?;
+            raw.extend(read_ids(&path.display().to_string(), std::io::BufReader::new(file))?);
+        }
+        None => {}
+    }
     let mut groups = Vec::with_capacity(raw.len());
-    for id in raw {
-        groups.push(ranq_core::parse_group_id(&id).map_err(|e| UsageError(e.to_string()))?);
+    for (id, from) in raw {
+        groups.push(ranq_core::parse_group_id(&id).map_err(|e| UsageError(format!("{e} ({from})")))?);
+    }
+    if groups.is_empty() {
+        return Err(UsageError("no group ids given: name groups, pass --from-file PATH, or use --all".into()).into());
     }
     groups.sort_unstable();
     groups.dedup();
     Ok(groups)
+}
+
+/// Ids separated by whitespace or commas, each with its line for error messages.
+fn read_ids(from: &str, reader: impl BufRead) -> anyhow::Result<Vec<(String, String)>> {
+    let mut ids = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| anyhow::anyhow!("cannot read group ids from {from}: {e}"))?;
+        let at = format!("{from} line {}", n + 1);
+        ids.extend(line.split([' ', '\t', ',']).filter(|s| !s.is_empty()).map(|s| (s.to_owned(), at.clone())));
+    }
+    Ok(ids)
 }
 
 /// Waits until every group's fenced version (snapshot or tombstone) is newer than `requested`;

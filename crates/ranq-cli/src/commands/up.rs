@@ -3,7 +3,11 @@
 //! It prepares the source (migrate; seed when empty; embedded SQLite when no DATABASE_URL), finds
 //! or starts Redis, then runs producer, workers and the read API as child processes of the same
 //! binary — the same processes a deployment runs — and stops them all on Ctrl-C or SIGTERM.
+//!
+//! Every child's output is read line by line and printed with its role as a coloured prefix
+//! (`worker-2 | …`), as foreman and docker compose do, so one terminal shows the whole fleet.
 
+use std::io::IsTerminal;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
@@ -28,23 +32,48 @@ pub async fn up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let database_url = ctx.settings.database_url.clone().unwrap_or_else(|| DEMO_DATABASE.to_owned());
     prepare_source(&database_url, args).await?;
 
+    let roles: Vec<String> = ["redis-server".into(), "producer".into()]
+        .into_iter()
+        .chain((1..=args.workers).map(|i| format!("worker-{i}")))
+        .chain(["serve".into()])
+        .collect();
+    let printer = Printer::new(&roles);
     let mut children = Vec::new();
+    let mut pipes = Vec::new();
     let redis_url = match ensure_redis(&ctx.settings.redis_url).await? {
         Redis::Running(url) => url,
-        Redis::Started(url, child) => {
+        Redis::Started(url, mut child) => {
+            pipes.extend(printer.forward("redis-server", &mut child));
             children.push(("redis-server".to_owned(), child));
             url
         }
     };
 
     let exe = std::env::current_exe()?;
-    let spawn =
-        |role: &str, extra: &[&str]| spawn_role(&exe, role, extra, &database_url, &redis_url, &ctx.settings.namespace);
-    children.push(("producer".into(), spawn("producer", &["--schedule", &args.schedule])?));
+    // Children log text (unless JSON was asked for), coloured when this terminal is.
+    let log_format = match ctx.settings.log_format {
+        Some(ranq_runtime::LogFormat::Json) => "json",
+        _ => "text",
+    };
+    let fleet = Fleet {
+        exe: &exe,
+        database_url: &database_url,
+        redis_url: &redis_url,
+        namespace: &ctx.settings.namespace,
+        log_format,
+        colour: printer.colour,
+    };
+    let mut spawn = |role: String, command: &str, extra: &[&str]| -> anyhow::Result<()> {
+        let mut child = fleet.spawn(command, extra)?;
+        pipes.extend(printer.forward(&role, &mut child));
+        children.push((role, child));
+        Ok(())
+    };
+    spawn("producer".into(), "producer", &["--schedule", &args.schedule])?;
     for i in 1..=args.workers {
-        children.push((format!("worker-{i}"), spawn("worker", &[])?));
+        spawn(format!("worker-{i}"), "worker", &[])?;
     }
-    children.push(("serve".into(), spawn("serve", &["--listen", &args.listen])?));
+    spawn("serve".into(), "serve", &["--listen", &args.listen])?;
 
     // Fill the cache now rather than at the first tick.
     let source = Source::connect(&database_url, 1).await?;
@@ -72,6 +101,8 @@ pub async fn up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
     shutdown.trigger_on_signals();
     let exited = supervise(&mut children, &shutdown).await;
     stop_all(&mut children, ctx.settings.shutdown_timeout).await;
+    // The children are gone, so their pipes close; print what they said last.
+    let _ = tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(pipes)).await;
     match exited {
         Some(role) => anyhow::bail!("{role} exited unexpectedly; stopped the fleet (see its log lines above)"),
         None => Ok(ExitCode::SUCCESS),
@@ -111,8 +142,10 @@ async fn ensure_redis(url: &str) -> anyhow::Result<Redis> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new(server)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--loglevel", "warning"])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
     let local = format!("redis://127.0.0.1:{port}");
@@ -139,24 +172,106 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(program)).find(|p| p.is_file())
 }
 
-fn spawn_role(
-    exe: &PathBuf,
-    role: &str,
-    extra: &[&str],
-    database_url: &str,
-    redis_url: &str,
-    namespace: &str,
-) -> anyhow::Result<Child> {
-    Command::new(exe)
-        .arg(role)
-        .args(extra)
-        .env("DATABASE_URL", database_url)
-        .env("REDIS_URL", redis_url)
-        .env("RANQ_NAMESPACE", namespace)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start `ranq {role}`: {e}"))
+/// What every child of the fleet is started with.
+struct Fleet<'a> {
+    exe: &'a PathBuf,
+    database_url: &'a str,
+    redis_url: &'a str,
+    namespace: &'a str,
+    log_format: &'a str,
+    colour: bool,
+}
+
+impl Fleet<'_> {
+    fn spawn(&self, command: &str, extra: &[&str]) -> anyhow::Result<Child> {
+        let mut cmd = Command::new(self.exe);
+        cmd.arg(command)
+            .args(extra)
+            .env("DATABASE_URL", self.database_url)
+            .env("REDIS_URL", self.redis_url)
+            .env("RANQ_NAMESPACE", self.namespace)
+            .env("RANQ_LOG_FORMAT", self.log_format);
+        if self.colour {
+            cmd.env("CLICOLOR_FORCE", "1").env_remove("NO_COLOR");
+        } else {
+            cmd.env("NO_COLOR", "1");
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start `ranq {command}`: {e}"))
+    }
+}
+
+/// Prints children's lines to stderr behind a prefix naming their role, aligned, and coloured
+/// per role when stderr is a terminal (or CLICOLOR_FORCE is set, and NO_COLOR is not).
+#[derive(Clone)]
+struct Printer {
+    width: usize,
+    colour: bool,
+    roles: Vec<String>,
+}
+
+/// Role colours, in the order roles are listed; they repeat for many workers.
+const PALETTE: &[anstyle::AnsiColor] = &[
+    anstyle::AnsiColor::Red,
+    anstyle::AnsiColor::Cyan,
+    anstyle::AnsiColor::Green,
+    anstyle::AnsiColor::Yellow,
+    anstyle::AnsiColor::Blue,
+    anstyle::AnsiColor::Magenta,
+];
+
+impl Printer {
+    fn new(roles: &[String]) -> Self {
+        let colour = ranq_runtime::telemetry::colour(std::io::stderr().is_terminal());
+        Self { width: roles.iter().map(String::len).max().unwrap_or(0), colour, roles: roles.to_vec() }
+    }
+
+    fn prefix(&self, role: &str) -> String {
+        let padded = format!("{role:<width$} |", width = self.width);
+        if !self.colour {
+            return padded;
+        }
+        let i = self.roles.iter().position(|r| r == role).unwrap_or(0);
+        let style = anstyle::Style::new().fg_color(Some(PALETTE[i % PALETTE.len()].into())).bold();
+        format!("{style}{padded}{style:#}")
+    }
+
+    /// Takes the child's stdout and stderr and prints each line as it comes; the tasks end when
+    /// the child closes them (at the latest when it exits).
+    fn forward(&self, role: &str, child: &mut Child) -> Vec<tokio::task::JoinHandle<()>> {
+        let prefix = self.prefix(role);
+        let mut tasks = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            tasks.push(tokio::spawn(print_lines(prefix.clone(), out)));
+        }
+        if let Some(err) = child.stderr.take() {
+            tasks.push(tokio::spawn(print_lines(prefix, err)));
+        }
+        tasks
+    }
+}
+
+/// Copies lines until the stream ends. It keeps reading whatever happens to our own stderr, and
+/// takes bytes that are not UTF-8 as they are, so a child can never block on a full pipe.
+async fn print_lines(prefix: String, stream: impl tokio::io::AsyncRead + Unpin) {
+    use std::io::Write;
+    use tokio::io::AsyncBufReadExt;
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let _ = writeln!(std::io::stderr().lock(), "{prefix} {}", text.trim_end_matches(['\n', '\r']));
+            }
+        }
+    }
 }
 
 /// Waits for shutdown, or for a child to exit on its own (returns its role).
