@@ -16,7 +16,10 @@ pub async fn dirty(ctx: &Context, args: &DirtyArgs) -> anyhow::Result<ExitCode> 
         .collect::<Result<Vec<GroupId>, _>>()?;
     let cache = ctx.cache().await?;
     let added = cache.mark_dirty(&groups).await?;
-    println!("marked {} groups dirty ({added} newly)", groups.len());
+    println!(
+        "marked {} groups dirty ({added} newly); the next dirty-mode tick refreshes them (see `ranq status`)",
+        groups.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -34,8 +37,12 @@ pub async fn get(ctx: &Context, args: &GetArgs) -> anyhow::Result<ExitCode> {
         }
         ReadOutcome::Served(response, _) => {
             println!(
-                "group {}  {}  age {} ms  version {}",
-                response.group, response.status, response.age_ms, response.version
+                "group {} · {} · age {} · computed {} · version {}",
+                response.group,
+                response.status,
+                super::human::age(response.age_ms),
+                response.computed_at.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+                response.version
             );
             if let Some(error) = &response.error {
                 println!("quarantined: its refresh keeps failing, this is its last good snapshot: {error}");
@@ -51,7 +58,7 @@ pub async fn get(ctx: &Context, args: &GetArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
         ReadOutcome::Miss { error, .. } => {
-            println!("group {group}  MISS  (not cached, or older than read.max_age)");
+            println!("group {group} · MISS · not cached, or older than read.max_age");
             if let Some(error) = error {
                 println!("quarantined: its refresh keeps failing: {error}");
             }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod config;
 pub mod dead;
 pub mod fleet;
+pub mod human;
 pub mod inspect;
 pub mod refresh;
 pub mod status;

@@ -17,6 +17,7 @@ use ranq_producer::{LastTick, LeaderInfo, TickCounters};
 use ranq_queue::QueueStats;
 use serde_json::{Value, json};
 
+use super::human::age;
 use crate::cli::StatusArgs;
 use crate::context::Context;
 
@@ -253,27 +254,4 @@ async fn stale(ctx: &Context, cache: &Cache, args: &StatusArgs) -> anyhow::Resul
         println!("… and {} more (raise --limit)", total - rows.len() as u64);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// An age for people: `850ms`, `12.3s`, `4m 5s`, `2h 3m`.
-fn age(ms: u64) -> String {
-    match ms {
-        0..1_000 => format!("{ms}ms"),
-        1_000..60_000 => format!("{:.1}s", ms as f64 / 1_000.0),
-        60_000..3_600_000 => format!("{}m {}s", ms / 60_000, ms % 60_000 / 1_000),
-        _ => format!("{}h {}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::age;
-
-    #[test]
-    fn ages_read_at_a_glance() {
-        assert_eq!(age(850), "850ms");
-        assert_eq!(age(12_340), "12.3s");
-        assert_eq!(age(245_000), "4m 5s");
-        assert_eq!(age(7_380_000), "2h 3m");
-    }
 }
