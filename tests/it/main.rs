@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod architecture;
+mod bench;
 mod cli;
 mod config;
 mod failover;

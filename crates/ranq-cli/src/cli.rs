@@ -133,6 +133,10 @@ pub enum BenchCommand {
     /// The read API serving a cached top-100 under load, beside a minimal server answering the
     /// same bytes: requests per second at full load, latency percentiles at half load.
     Read(ReadBenchArgs),
+    /// The three architectures of the design — sharded lock, queue (ranq), on demand with a lock
+    /// (and with stale-while-revalidate) — on the same data and read workload: database and Redis
+    /// load, lock traffic, read latency, FRESH/STALE/MISS shares and the age of what readers saw.
+    Compare(CompareArgs),
     /// A worker that acks every job without work (the refresh bench's ceiling).
     #[command(hide = true)]
     NoopWorker {
@@ -166,6 +170,34 @@ pub struct ReadBenchArgs {
     /// Concurrent keep-alive connections of the load generator at full load.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub connections: u32,
+    /// Also write the report as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Groups to seed.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub groups: u32,
+    /// Members per group.
+    #[arg(long, default_value_t = 100)]
+    pub members: u32,
+    /// Servers competing for locks (architecture 1) and worker processes (architecture 2).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub servers: u32,
+    /// Measured time per architecture.
+    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "30s")]
+    pub duration: Duration,
+    /// The refresh period (ranq's one-minute tick, compressed; also architecture 3's TTL).
+    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "10s")]
+    pub period: Duration,
+    /// Reads per second, arriving at a steady rate whatever the answers' latency.
+    #[arg(long, value_name = "R", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    pub read_rate: u32,
+    /// How reads pick their group: zipf (exponent 1), zipf:S, or uniform.
+    #[arg(long, value_name = "SKEW", default_value = "zipf")]
+    pub read_skew: crate::commands::bench::Skew,
     /// Also write the report as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,

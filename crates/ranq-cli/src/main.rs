@@ -66,7 +66,10 @@ async fn run(cli: Cli, from_env: Vec<&'static str>) -> anyhow::Result<ExitCode> 
         Command::Up(_) => ctx.settings.log_format.or(Some(ranq_runtime::LogFormat::Text)),
         _ => ctx.settings.log_format,
     };
-    ranq_runtime::telemetry::init(log_format);
+    match cli.command {
+        Command::Bench(_) => ranq_runtime::telemetry::init_with(log_format, "warn"),
+        _ => ranq_runtime::telemetry::init(log_format),
+    }
     match cli.command {
         Command::Migrate(args) => commands::admin::migrate(&ctx, &args).await,
         Command::Seed(args) => commands::admin::seed(&ctx, &args).await,
@@ -84,6 +87,7 @@ async fn run(cli: Cli, from_env: Vec<&'static str>) -> anyhow::Result<ExitCode> 
         Command::Bench(cli::BenchCommand::Soak(args)) => commands::bench::soak(&ctx, &args).await,
         Command::Bench(cli::BenchCommand::Refresh(args)) => commands::bench::refresh(&ctx, &args).await,
         Command::Bench(cli::BenchCommand::Read(args)) => commands::bench::read(&ctx, &args).await,
+        Command::Bench(cli::BenchCommand::Compare(args)) => commands::bench::compare(&ctx, &args).await,
         Command::Bench(cli::BenchCommand::NoopWorker { stock_leases }) => {
             commands::bench::noop_worker(&ctx, stock_leases).await
         }

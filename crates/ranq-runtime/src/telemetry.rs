@@ -9,7 +9,13 @@ use crate::settings::LogFormat;
 
 /// Installs the global subscriber. Logs go to stderr; stdout is reserved for command output.
 pub fn init(format: Option<LogFormat>) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    init_with(format, "info,sqlx=warn");
+}
+
+/// As [`init`], with `default_filter` when `RUST_LOG` is unset (benchmarks run the roles' code
+/// in process, and their progress lines matter more than the roles' info logs).
+pub fn init_with(format: Option<LogFormat>, default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let format = format.unwrap_or(if std::io::stderr().is_terminal() { LogFormat::Text } else { LogFormat::Json });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -21,9 +21,11 @@ use tokio::process::{Child, Command};
 use crate::cli::SoakArgs;
 use crate::context::{Context, UsageError};
 
+mod compare;
 mod read;
 mod refresh;
 
+pub use compare::{Skew, compare};
 pub use read::read;
 pub use refresh::refresh;
 

@@ -1,0 +1,437 @@
+//! `ranq bench compare`: the three architectures of the design discussion on the same data, the
+//! same read workload and the same Postgres and Redis, one after the other:
+//!
+//! 1. **sharded lock** — `--servers` tasks race for a per-group lock every period
+//!    ([`contenders::ShardedLock`]);
+//! 2. **queue (ranq)** — the real thing: a producer tick every period and `--servers` real
+//!    `ranq worker` processes;
+//! 3. **on demand + lock**, and the same with **stale-while-revalidate**
+//!    ([`contenders::OnDemand`]).
+//!
+//! Time is compressed: ranq's one-minute tick becomes `--period`, and the freshness limits keep
+//! their ratio to it (STALE after 1.5 periods, MISS after 10, as 90 s and 10 min are to a minute).
+//! Each architecture is measured over `--duration` after a warm-up (the pre-computing ones first
+//! fill the cache, as a running fleet has; on-demand starts empty, as it does after a deploy).
+//! Redis commands are the server's own count over the window, so nothing else should use that
+//! Redis meanwhile.
+
+mod contenders;
+mod workload;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use ranq_cache::Cache;
+use ranq_core::GroupId;
+use ranq_db::{SeedOptions, Source};
+use ranq_producer::{Lease, Producer, TickOutcome};
+use ranq_queue::Queue;
+use ranq_runtime::Shutdown;
+use serde::Serialize;
+
+pub use workload::Skew;
+
+use self::contenders::{Counters, OnDemand, ShardedLock, SnapshotReader};
+use self::workload::ReadFigures;
+use super::{Sandbox, spawn_role, stop_all};
+use crate::cli::CompareArgs;
+use crate::context::Context;
+
+/// Longest warm-up (first full refresh) before a run gives up.
+const WARM_UP_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Serialize)]
+struct CompareReport {
+    groups: u32,
+    members: u32,
+    servers: u32,
+    period_seconds: f64,
+    duration_seconds: f64,
+    read_rate: u32,
+    read_skew: String,
+    stale_after_seconds: f64,
+    max_age_seconds: f64,
+    machine: String,
+    architectures: Vec<Architecture>,
+}
+
+/// One architecture's figures over its measured window; rates are per minute.
+#[derive(Debug, Serialize)]
+struct Architecture {
+    name: &'static str,
+    db_queries_per_minute: f64,
+    redis_commands_per_minute: f64,
+    lock_attempts_per_minute: f64,
+    lock_conflicts_per_minute: f64,
+    /// Most database computations of one group at once (`None`: not observable from the bench).
+    max_concurrent_db_per_group: Option<u64>,
+    /// Most readers waiting on one group's computation at once.
+    max_readers_piled_on_a_miss: Option<u64>,
+    reads: ReadFigures,
+}
+
+pub async fn compare(ctx: &Context, args: &CompareArgs) -> anyhow::Result<std::process::ExitCode> {
+    super::in_sandbox(ctx, args.json.as_deref(), async |sandbox| run(ctx, args, sandbox).await, print).await
+}
+
+/// What every run shares.
+struct Setup<'a> {
+    ctx: &'a Context,
+    args: &'a CompareArgs,
+    sandbox: &'a Sandbox,
+    groups: Arc<Vec<GroupId>>,
+    stale_after: Duration,
+    max_age: Duration,
+}
+
+async fn run(ctx: &Context, args: &CompareArgs, sandbox: &Sandbox) -> anyhow::Result<CompareReport> {
+    let source = Source::connect(&sandbox.database_url, 2).await?;
+    source.migrate().await?;
+    let options = SeedOptions { groups: args.groups, members: args.members, seed: 42, replace: false };
+    crate::commands::admin::seed_with_progress(&source, options).await?;
+    let groups = Arc::new(source.group_ids().await?);
+    source.close().await;
+    let setup = Setup { ctx, args, sandbox, groups, stale_after: args.period.mul_f64(1.5), max_age: args.period * 10 };
+    eprintln!(
+        "comparing on {} groups × {} members, {} servers, a refresh every {}, {} reads/s ({}), {} each",
+        args.groups,
+        args.members,
+        args.servers,
+        humantime::format_duration(args.period),
+        args.read_rate,
+        args.read_skew,
+        humantime::format_duration(args.duration)
+    );
+    let architectures = vec![
+        sharded_lock(&setup).await?,
+        queue(&setup).await?,
+        on_demand(&setup, false).await?,
+        on_demand(&setup, true).await?,
+    ];
+    Ok(CompareReport {
+        groups: args.groups,
+        members: args.members,
+        servers: args.servers,
+        period_seconds: args.period.as_secs_f64(),
+        duration_seconds: args.duration.as_secs_f64(),
+        read_rate: args.read_rate,
+        read_skew: args.read_skew.to_string(),
+        stale_after_seconds: setup.stale_after.as_secs_f64(),
+        max_age_seconds: setup.max_age.as_secs_f64(),
+        machine: machine(),
+        architectures,
+    })
+}
+
+/// A cache handle in a namespace of the run's own, so runs never see each other's keys.
+async fn run_cache(setup: &Setup<'_>, run: &str) -> anyhow::Result<Cache> {
+    Ok(Cache::connect(&setup.ctx.settings.redis_url, &format!("{}:{run}", setup.sandbox.namespace)).await?)
+}
+
+/// Redis's own count of commands processed (server-wide).
+async fn redis_commands(cache: &Cache) -> anyhow::Result<u64> {
+    let info: String = redis::cmd("INFO").arg("stats").query_async(&mut cache.connection()).await?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+/// Counts taken at the start and the end of a measured window, turned into rates.
+struct Window {
+    started: Instant,
+    redis: u64,
+    counted: [u64; 3],
+}
+
+impl Window {
+    async fn open(cache: &Cache, counters: &Counters) -> anyhow::Result<Self> {
+        Ok(Self { started: Instant::now(), redis: redis_commands(cache).await?, counted: counters.snapshot() })
+    }
+
+    /// (db queries, redis commands, lock attempts, lock conflicts) per minute.
+    async fn close(self, cache: &Cache, counters: &Counters, extra_db: u64) -> anyhow::Result<[f64; 4]> {
+        let minutes = self.started.elapsed().as_secs_f64() / 60.0;
+        let redis = redis_commands(cache).await?.saturating_sub(self.redis);
+        let now = counters.snapshot();
+        let per_minute = |n: u64| n as f64 / minutes;
+        Ok([
+            per_minute(now[0] - self.counted[0] + extra_db),
+            per_minute(redis),
+            per_minute(now[1] - self.counted[1]),
+            per_minute(now[2] - self.counted[2]),
+        ])
+    }
+}
+
+async fn reads<R: workload::Reader>(setup: &Setup<'_>, reader: Arc<R>) -> ReadFigures {
+    let a = setup.args;
+    workload::run(reader, &setup.groups, a.read_rate, a.read_skew, a.duration).await
+}
+
+/// Architecture 1, `--servers` tasks, each with its own Redis connection and database pool.
+async fn sharded_lock(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
+    eprintln!("1. sharded lock: warming up");
+    let cache = run_cache(setup, "sharded").await?;
+    let counters = Arc::new(Counters::default());
+    let shutdown = Shutdown::new();
+    let epoch = Instant::now();
+    let mut servers = tokio::task::JoinSet::new();
+    for server in 0..setup.args.servers as usize {
+        let contender = ShardedLock {
+            server,
+            source: Source::connect(&setup.sandbox.database_url, 2).await?,
+            cache: run_cache(setup, "sharded").await?,
+            groups: setup.groups.clone(),
+            period: setup.args.period,
+            counters: counters.clone(),
+        };
+        servers.spawn(contender.run(epoch, shutdown.clone()));
+    }
+    let total = setup.groups.len() as u64;
+    let warm = wait_for(|| async { Ok(counters.groups_written.load(Ordering::Relaxed) >= total) }).await;
+    let measured = async {
+        warm?;
+        eprintln!("1. sharded lock: measuring");
+        let window = Window::open(&cache, &counters).await?;
+        let reader =
+            Arc::new(SnapshotReader { cache: cache.clone(), stale_after: setup.stale_after, max_age: setup.max_age });
+        let reads = reads(setup, reader).await;
+        let [db, redis, attempts, conflicts] = window.close(&cache, &counters, 0).await?;
+        anyhow::Ok(Architecture {
+            name: "1. sharded lock",
+            db_queries_per_minute: db,
+            redis_commands_per_minute: redis,
+            lock_attempts_per_minute: attempts,
+            lock_conflicts_per_minute: conflicts,
+            // The lock admits one server per group and round.
+            max_concurrent_db_per_group: Some(1),
+            max_readers_piled_on_a_miss: None,
+            reads,
+        })
+    }
+    .await;
+    shutdown.trigger();
+    while let Some(done) = servers.join_next().await {
+        done??;
+    }
+    measured
+}
+
+/// Architecture 2: ranq — a producer ticking every period (in this process, on the real tick
+/// code) and `--servers` real worker processes.
+async fn queue(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
+    eprintln!("2. queue (ranq): warming up");
+    let ctx = setup.ctx;
+    let cache = run_cache(setup, "queue").await?;
+    let namespace = cache.keys().namespace().to_owned();
+    let ports: Vec<u16> = (0..setup.args.servers).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+    let mut workers = Vec::new();
+    for port in &ports {
+        let listen = format!("127.0.0.1:{port}");
+        let args = ["worker", "--metrics-listen", &listen];
+        workers.push(spawn_role(&args, &setup.sandbox.database_url, &ctx.settings.redis_url, &namespace)?);
+    }
+    let source = Source::connect(&setup.sandbox.database_url, 2).await?;
+    let queue = Queue::new(cache.connection(), cache.keys(), &ranq_worker::queue_options(&ctx.settings.worker));
+    let lease = Lease::new(cache.connection(), cache.keys().clone(), "bench".into(), Duration::from_secs(3600));
+    let mut settings = ctx.settings.producer.clone();
+    settings.mode = ranq_runtime::ProducerMode::All;
+    let producer = Arc::new(Producer::new(source, cache.clone(), queue, settings, lease)?);
+    producer.keep_lease().await?;
+    let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let shutdown = Shutdown::new();
+    let ticker = tokio::spawn({
+        let (producer, ticks, shutdown, period) =
+            (producer.clone(), ticks.clone(), shutdown.clone(), setup.args.period);
+        async move {
+            let base = Utc::now();
+            let mut every = tokio::time::interval(period);
+            for i in 0i64.. {
+                tokio::select! {
+                    () = shutdown.wait() => break,
+                    _ = every.tick() => {}
+                }
+                if let TickOutcome::Enqueued { .. } = producer.tick(base + chrono::Duration::seconds(i)).await? {
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            anyhow::Ok(())
+        }
+    });
+    let http = reqwest::Client::new();
+    let total = setup.groups.len() as u64;
+    let measured = async {
+        let index = cache.keys().index();
+        wait_for(|| async {
+            let cached: u64 = redis::cmd("ZCARD").arg(&index).query_async(&mut cache.connection()).await?;
+            Ok(cached >= total)
+        })
+        .await?;
+        eprintln!("2. queue (ranq): measuring");
+        let counters = Counters::default();
+        let (ticks_before, batches_before) = (ticks.load(Ordering::Relaxed), batches(&http, &ports).await?);
+        let window = Window::open(&cache, &counters).await?;
+        let reader =
+            Arc::new(SnapshotReader { cache: cache.clone(), stale_after: setup.stale_after, max_age: setup.max_age });
+        let reads = reads(setup, reader).await;
+        // One SQL statement per worker batch, and one group listing per tick.
+        let queries = batches(&http, &ports).await? - batches_before + (ticks.load(Ordering::Relaxed) - ticks_before);
+        let [db, redis, ..] = window.close(&cache, &counters, queries).await?;
+        anyhow::Ok(Architecture {
+            name: "2. queue (ranq)",
+            db_queries_per_minute: db,
+            redis_commands_per_minute: redis,
+            lock_attempts_per_minute: 0.0,
+            lock_conflicts_per_minute: 0.0,
+            max_concurrent_db_per_group: None,
+            max_readers_piled_on_a_miss: None,
+            reads,
+        })
+    }
+    .await;
+    shutdown.trigger();
+    let ticked = ticker.await;
+    stop_all(&mut workers, ctx.settings.shutdown_timeout).await;
+    ticked??;
+    measured
+}
+
+/// The worker processes' batch counts (`ranq_refresh_batch_size_count`), summed.
+async fn batches(http: &reqwest::Client, ports: &[u16]) -> anyhow::Result<u64> {
+    let mut sum = 0;
+    for port in ports {
+        let text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await?.text().await?;
+        sum += text
+            .lines()
+            .find_map(|l| l.strip_prefix("ranq_refresh_batch_size_count "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as u64;
+    }
+    Ok(sum)
+}
+
+/// Architecture 3, with or without stale-while-revalidate; starts with an empty cache.
+async fn on_demand(setup: &Setup<'_>, swr: bool) -> anyhow::Result<Architecture> {
+    let name = if swr { "3b. on demand + lock + SWR" } else { "3a. on demand + lock" };
+    eprintln!("{name}: measuring");
+    let cache = run_cache(setup, if swr { "swr" } else { "ondemand" }).await?;
+    let counters = Arc::new(Counters::default());
+    let pool = setup.args.servers.max(2);
+    let source = Source::connect(&setup.sandbox.database_url, pool).await?;
+    let reader =
+        Arc::new(OnDemand::new(source.clone(), cache.clone(), setup.args.period, swr, setup.max_age, counters.clone()));
+    let window = Window::open(&cache, &counters).await?;
+    let reads = reads(setup, reader).await;
+    let [db, redis, attempts, conflicts] = window.close(&cache, &counters, 0).await?;
+    source.close().await;
+    Ok(Architecture {
+        name,
+        db_queries_per_minute: db,
+        redis_commands_per_minute: redis,
+        lock_attempts_per_minute: attempts,
+        lock_conflicts_per_minute: conflicts,
+        max_concurrent_db_per_group: Some(counters.max_concurrent_db.load(Ordering::Relaxed)),
+        max_readers_piled_on_a_miss: Some(counters.max_piled_readers.load(Ordering::Relaxed)),
+        reads,
+    })
+}
+
+/// Polls `done` every 50 ms until it holds, for at most [`WARM_UP_TIMEOUT`].
+async fn wait_for<F, Fut>(mut done: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + WARM_UP_TIMEOUT;
+    while !done().await? {
+        anyhow::ensure!(Instant::now() < deadline, "the cache was not filled within {WARM_UP_TIMEOUT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// CPU model and count, for the report's provenance.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    format!("{cores} × {cpu}, {}", std::env::consts::OS)
+}
+
+fn print(r: &CompareReport) {
+    println!(
+        "compare: {} groups × {} members, {} servers, refresh period {:.0}s (STALE after {:.0}s, MISS after {:.0}s), {} reads/s {}, {:.0}s each",
+        r.groups,
+        r.members,
+        r.servers,
+        r.period_seconds,
+        r.stale_after_seconds,
+        r.max_age_seconds,
+        r.read_rate,
+        r.read_skew,
+        r.duration_seconds
+    );
+    println!("machine: {}", r.machine);
+    let opt = |v: Option<u64>| v.map_or_else(|| "–".to_owned(), |v| v.to_string());
+    println!(
+        "{:<28} {:>9} {:>10} {:>9} {:>9} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>8} {:>8} {:>7} {:>7} {:>5} {:>5}",
+        "architecture",
+        "DB q/min",
+        "Redis/min",
+        "locks/m",
+        "confl/m",
+        "FRESH",
+        "STALE",
+        "MISS",
+        "p50 ms",
+        "p99 ms",
+        "cold",
+        "cold p50",
+        "cold p99",
+        "age p50",
+        "age p99",
+        "db/g",
+        "pile"
+    );
+    for a in &r.architectures {
+        let f = &a.reads;
+        println!(
+            "{:<28} {:>9.0} {:>10.0} {:>9.0} {:>9.0} {:>5.1}% {:>5.1}% {:>5.1}% {:>7.2} {:>7.2} {:>6} {:>8.2} {:>8.2} {:>6.1}s {:>6.1}s {:>5} {:>5}",
+            a.name,
+            a.db_queries_per_minute,
+            a.redis_commands_per_minute,
+            a.lock_attempts_per_minute,
+            a.lock_conflicts_per_minute,
+            f.fresh_share * 100.0,
+            f.stale_share * 100.0,
+            f.miss_share * 100.0,
+            f.latency_p50_ms,
+            f.latency_p99_ms,
+            f.cold_reads,
+            f.cold_latency_p50_ms,
+            f.cold_latency_p99_ms,
+            f.seen_age_p50_ms as f64 / 1_000.0,
+            f.seen_age_p99_ms as f64 / 1_000.0,
+            opt(a.max_concurrent_db_per_group),
+            opt(a.max_readers_piled_on_a_miss),
+        );
+    }
+    let dropped: u64 = r.architectures.iter().map(|a| a.reads.dropped + a.reads.errors).sum();
+    if dropped > 0 {
+        println!("warning: {dropped} reads dropped or failed (the load generator could not keep up); see the JSON");
+    }
+}

@@ -1,0 +1,55 @@
+//! `ranq bench compare` at a tiny size: it runs the three architectures end to end, writes its
+//! report, cleans up after itself, and its figures show the trade-offs the comparison is about.
+//! (Speed itself is never asserted; the bench prints it.)
+
+use ranq_tests::{Dialect, TestEnv};
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_compare_measures_the_three_architectures_and_leaves_nothing_behind() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    let report = env.dir.join("compare.json");
+    let out = env
+        .ranq()
+        .args(["bench", "compare", "--groups", "50", "--members", "5", "--servers", "3"])
+        .args(["--duration", "4s", "--period", "1s", "--read-rate", "200", "--json"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let archs = report["architectures"].as_array().unwrap();
+    let names: Vec<&str> = archs.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["1. sharded lock", "2. queue (ranq)", "3a. on demand + lock", "3b. on demand + lock + SWR"]);
+    for name in &names {
+        assert!(stdout.contains(name), "the table lists {name}: {stdout}");
+    }
+    for a in archs {
+        assert!(a["reads"]["reads"].as_u64().unwrap() > 0, "{a}");
+        assert_eq!(a["reads"]["errors"], 0, "{a}");
+        assert!(a["db_queries_per_minute"].as_f64().unwrap() > 0.0, "{a}");
+    }
+    let [sharded, queue, on_demand, swr] = [&archs[0], &archs[1], &archs[2], &archs[3]];
+    // Three servers race for every group's lock each round: at most one in three wins.
+    let (attempts, conflicts) =
+        (sharded["lock_attempts_per_minute"].as_f64().unwrap(), sharded["lock_conflicts_per_minute"].as_f64().unwrap());
+    assert!(attempts > 0.0 && conflicts >= attempts * 0.5, "{sharded}");
+    // The queue takes no per-group locks, and pre-computing serves every read after warm-up.
+    assert_eq!(queue["lock_attempts_per_minute"], 0.0);
+    for pre in [sharded, queue] {
+        assert_eq!(pre["reads"]["miss_share"], 0.0, "{pre}");
+        assert_eq!(pre["reads"]["cold_reads"], 0, "{pre}");
+    }
+    // On demand starts empty: its first readers pay for the computation. Without SWR it never
+    // serves stale data; with it, reads past the TTL are answered STALE at once.
+    assert!(on_demand["reads"]["cold_reads"].as_u64().unwrap() > 0, "{on_demand}");
+    assert_eq!(on_demand["reads"]["stale_share"], 0.0, "{on_demand}");
+    assert!(swr["reads"]["stale_share"].as_f64().unwrap() > 0.0, "{swr}");
+
+    // The bench's schema and keys are gone.
+    let mut conn = env.cache().await.connection();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", env.namespace)).query_async(&mut conn).await.unwrap();
+    assert!(keys.is_empty(), "left behind: {:?}", &keys[..keys.len().min(5)]);
+    env.cleanup().await;
+}
