@@ -230,9 +230,11 @@ impl OnDemand {
 
     /// Reads the group from the database and caches it; the lock is released whatever happens.
     async fn compute(&self, group: GroupId) -> anyhow::Result<Snapshot> {
-        self.computing.enter(group, &self.counters.max_concurrent_db);
         let result = async {
-            let batch = self.source.top_n(&[group]).await?;
+            self.computing.enter(group, &self.counters.max_concurrent_db);
+            let read = self.source.top_n(&[group]).await;
+            self.computing.leave(group);
+            let batch = read?;
             self.counters.db_queries.fetch_add(1, Ordering::Relaxed);
             let entries = batch.groups.into_iter().next().and_then(|(_, e)| e).unwrap_or_default();
             let snapshot = Snapshot::new(group, batch.version, entries);
@@ -254,7 +256,6 @@ impl OnDemand {
             anyhow::Ok(snapshot)
         }
         .await;
-        self.computing.leave(group);
         if result.is_err() {
             let _ = redis::cmd("DEL").arg(self.lock_key(group)).query_async::<()>(&mut self.cache.connection()).await;
         }
@@ -296,9 +297,16 @@ impl Reader for OnDemand {
             }
             return Ok(Read { served: Served::Stale, age: Some(age), cold: false });
         }
-        // Nothing cached: compute it, or wait for the reader who is.
+        // Nothing cached: compute it, or wait for the reader who is. A reader that takes the lock
+        // looks again first: the holder before it may have just written the value and let go.
         let snapshot = if self.try_lock(group).await? {
-            Some(self.compute(group).await?)
+            match self.cached(group).await? {
+                Some(s) => {
+                    redis::cmd("DEL").arg(self.lock_key(group)).query_async::<()>(&mut self.cache.connection()).await?;
+                    Some(s)
+                }
+                None => Some(self.compute(group).await?),
+            }
         } else {
             self.wait_for_peer(group).await?
         };
