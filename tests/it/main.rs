@@ -7,6 +7,7 @@ mod architecture;
 mod bench;
 mod cli;
 mod config;
+mod deploy;
 mod failover;
 mod fence;
 mod fleet;
