@@ -14,6 +14,8 @@ async fn bench_compare_measures_the_three_architectures_and_leaves_nothing_behin
         .args(["bench", "compare", "--groups", "50", "--members", "5", "--servers", "3"])
         .args(["--duration", "4s", "--period", "1s", "--read-rate", "200", "--json"])
         .arg(&report)
+        .arg("--svg")
+        .arg(env.dir.join("compare.svg"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -46,6 +48,24 @@ async fn bench_compare_measures_the_three_architectures_and_leaves_nothing_behin
     assert!(on_demand["reads"]["cold_reads"].as_u64().unwrap() > 0, "{on_demand}");
     assert_eq!(on_demand["reads"]["stale_share"], 0.0, "{on_demand}");
     assert!(swr["reads"]["stale_share"].as_f64().unwrap() > 0.0, "{swr}");
+
+    // The chart: one SVG, drawn again from the saved report by --replot; a file that is not a
+    // report is a usage error.
+    let svg = std::fs::read_to_string(env.dir.join("compare.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("database queries per minute"), "{}", &svg[..200.min(svg.len())]);
+    let redrawn = env.dir.join("again.svg");
+    let out = env
+        .ranq()
+        .args(["bench", "compare", "--replot"])
+        .arg(env.dir.join("compare.json"))
+        .arg("--svg")
+        .arg(&redrawn)
+        .output()
+        .unwrap();
+    assert!(out.status.success() && redrawn.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        env.ranq().args(["bench", "compare", "--replot", "/etc/hostname", "--svg"]).arg(&redrawn).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 
     // The bench's schema and keys are gone.
     let mut conn = env.cache().await.connection();

@@ -201,6 +201,12 @@ pub struct CompareArgs {
     /// Also write the report as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+    /// Also draw the figures as an SVG chart at PATH.
+    #[arg(long, value_name = "PATH")]
+    pub svg: Option<PathBuf>,
+    /// Draw the --svg chart from a JSON report written earlier (by --json) instead of running.
+    #[arg(long, value_name = "JSON", requires = "svg")]
+    pub replot: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

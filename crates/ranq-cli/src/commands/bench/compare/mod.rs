@@ -15,6 +15,7 @@
 //! Redis commands are the server's own count over the window, so nothing else should use that
 //! Redis meanwhile.
 
+mod chart;
 mod contenders;
 mod workload;
 
@@ -42,7 +43,7 @@ use crate::context::Context;
 /// Longest warm-up (first full refresh) before a run gives up.
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 struct CompareReport {
     groups: u32,
     members: u32,
@@ -58,9 +59,9 @@ struct CompareReport {
 }
 
 /// One architecture's figures over its measured window; rates are per minute.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 struct Architecture {
-    name: &'static str,
+    name: String,
     db_queries_per_minute: f64,
     redis_commands_per_minute: f64,
     lock_attempts_per_minute: f64,
@@ -73,6 +74,16 @@ struct Architecture {
 }
 
 pub async fn compare(ctx: &Context, args: &CompareArgs) -> anyhow::Result<std::process::ExitCode> {
+    if let (Some(saved), Some(svg)) = (&args.replot, &args.svg) {
+        let text = std::fs::read_to_string(saved)
+            .map_err(|e| crate::context::UsageError(format!("--replot {}: {e}", saved.display())))?;
+        let report: CompareReport = serde_json::from_str(&text).map_err(|e| {
+            crate::context::UsageError(format!("--replot {}: not a bench compare report: {e}", saved.display()))
+        })?;
+        chart::draw(&report, svg)?;
+        eprintln!("wrote {}", svg.display());
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     super::in_sandbox(ctx, args.json.as_deref(), async |sandbox| run(ctx, args, sandbox).await, print).await
 }
 
@@ -110,7 +121,7 @@ async fn run(ctx: &Context, args: &CompareArgs, sandbox: &Sandbox) -> anyhow::Re
         on_demand(&setup, false).await?,
         on_demand(&setup, true).await?,
     ];
-    Ok(CompareReport {
+    let report = CompareReport {
         groups: args.groups,
         members: args.members,
         servers: args.servers,
@@ -122,7 +133,12 @@ async fn run(ctx: &Context, args: &CompareArgs, sandbox: &Sandbox) -> anyhow::Re
         max_age_seconds: setup.max_age.as_secs_f64(),
         machine: machine(),
         architectures,
-    })
+    };
+    if let Some(svg) = &args.svg {
+        chart::draw(&report, svg)?;
+        eprintln!("wrote {}", svg.display());
+    }
+    Ok(report)
 }
 
 /// A cache handle in a namespace of the run's own, so runs never see each other's keys.
@@ -202,7 +218,7 @@ async fn sharded_lock(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
         let reads = reads(setup, reader).await;
         let [db, redis, attempts, conflicts] = window.close(&cache, &counters, 0).await?;
         anyhow::Ok(Architecture {
-            name: "1. sharded lock",
+            name: "1. sharded lock".into(),
             db_queries_per_minute: db,
             redis_commands_per_minute: redis,
             lock_attempts_per_minute: attempts,
@@ -282,7 +298,7 @@ async fn queue(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
         let queries = batches(&http, &ports).await? - batches_before + (ticks.load(Ordering::Relaxed) - ticks_before);
         let [db, redis, ..] = window.close(&cache, &counters, queries).await?;
         anyhow::Ok(Architecture {
-            name: "2. queue (ranq)",
+            name: "2. queue (ranq)".into(),
             db_queries_per_minute: db,
             redis_commands_per_minute: redis,
             lock_attempts_per_minute: 0.0,
@@ -329,7 +345,7 @@ async fn on_demand(setup: &Setup<'_>, swr: bool) -> anyhow::Result<Architecture>
     let [db, redis, attempts, conflicts] = window.close(&cache, &counters, 0).await?;
     source.close().await;
     Ok(Architecture {
-        name,
+        name: name.into(),
         db_queries_per_minute: db,
         redis_commands_per_minute: redis,
         lock_attempts_per_minute: attempts,

@@ -87,7 +87,7 @@ struct Samples {
 }
 
 /// Percentiles of the recorded reads.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct ReadFigures {
     pub reads: u64,
     pub fresh_share: f64,
