@@ -5,6 +5,7 @@
 
 mod architecture;
 mod bench;
+mod chaos;
 mod cli;
 mod config;
 mod deploy;

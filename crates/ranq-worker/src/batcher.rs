@@ -58,10 +58,15 @@ impl RetryPolicy {
     /// The wait after failed try number `tried` (1-based): exponential, with "equal jitter" (half
     /// fixed, half random) so that workers failing together do not retry in lockstep.
     pub fn delay(&self, tried: u32) -> Duration {
-        let full = self.backoff.saturating_mul(2u32.saturating_pow(tried.saturating_sub(1))).min(MAX_BACKOFF);
-        let half = full / 2;
-        half + half.mul_f64(jitter())
+        backoff(self.backoff, tried, MAX_BACKOFF)
     }
+}
+
+/// `first × 2^(tried − 1)`, capped at `max`, with "equal jitter": half fixed, half random.
+pub fn backoff(first: Duration, tried: u32, max: Duration) -> Duration {
+    let full = first.saturating_mul(2u32.saturating_pow(tried.saturating_sub(1))).min(max);
+    let half = full / 2;
+    half + half.mul_f64(jitter())
 }
 
 /// A number in [0, 1) that differs between calls and processes (std's per-instance random hash

@@ -22,18 +22,34 @@ const VACUUM_EVERY: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy)]
 struct MaxAttempts(usize);
 
+/// apalis-redis puts a failed job back at the head of the queue at once, so a database outage of
+/// a few seconds would use up every delivery of the jobs in flight and fill the dead letter. A
+/// job whose batch failed as a whole therefore waits before it goes back: 1 s after its first
+/// delivery, doubling up to 30 s (with jitter), so that `max_attempts` (8) deliveries span about
+/// a minute and a half of outage. Shutdown cuts the wait short.
+const REQUEUE_FIRST: Duration = Duration::from_secs(1);
+const REQUEUE_MAX: Duration = Duration::from_secs(30);
+
+/// What a handler needs to wait before handing a job back.
+#[derive(Debug, Clone)]
+struct Requeue {
+    shutdown: Shutdown,
+}
+
 /// The job handler: hand the group to the batcher and wait for its write.
 ///
 /// * A payload that is not a refresh job can never succeed: straight to the dead letter.
 /// * A group that failed on its own is acked: its failure is recorded for quarantine, and the
 ///   producer's next tick tries it again (or, once quarantined, its retry time does).
 /// * A batch that failed as a whole (the database or Redis down, after in-process retries) goes
-///   back to the queue, until its last attempt, which sends it to the dead letter.
+///   back to the queue after a growing wait ([`REQUEUE_FIRST`]), until its last attempt, which
+///   sends it to the dead letter.
 async fn handle(
     job: Incoming,
     attempt: Attempt,
     batcher: Data<Batcher>,
     max: Data<MaxAttempts>,
+    requeue: Data<Requeue>,
 ) -> Result<(), BoxDynError> {
     let job = job.into_job().map_err(|error| {
         tracing::warn!(%error, "malformed job sent to the dead letter");
@@ -47,7 +63,15 @@ async fn handle(
             tracing::warn!(group = job.group, attempts = attempt.current(), %error, "job sent to the dead letter");
             Err(AbortError::new(format!("{error} (gave up after {} attempts)", attempt.current())).into())
         }
-        Err(error) => Err(error.into()),
+        Err(error) => {
+            let tried = u32::try_from(attempt.current()).unwrap_or(u32::MAX);
+            let wait = crate::batcher::backoff(REQUEUE_FIRST, tried, REQUEUE_MAX);
+            tokio::select! {
+                () = requeue.shutdown.wait() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+            Err(error.into())
+        }
     }
 }
 
@@ -79,6 +103,7 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
 
     let (concurrency, poll_every) = (ws.concurrency.max(1), ws.poll_interval);
     let worker_batcher = batcher.clone();
+    let worker_requeue = Requeue { shutdown: shutdown.clone() };
     let (worker_queue, worker_name_base, recovery_queue) = (queue.clone(), name.clone(), queue.clone());
     let starts = Arc::new(AtomicUsize::new(0));
     let worker_starts = starts.clone();
@@ -92,6 +117,7 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
                 .concurrency(concurrency)
                 .data(worker_batcher.clone())
                 .data(max_attempts)
+                .data(worker_requeue.clone())
                 .build(handle)
         })
         .should_restart(move |ctx, error| {
