@@ -192,3 +192,65 @@ async fn a_score_change_reaches_the_cache_through_the_change_feed_in_dirty_mode(
     drop((worker, producer));
     env.cleanup().await;
 }
+
+/// `ranq_ticks_total{outcome="enqueued"}` of the producer serving metrics on `port`.
+async fn ticks_enqueued_by(port: u16) -> u64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(r#"ranq_ticks_total{outcome="enqueued"} "#))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+/// R2: a leader paused past its lease (SIGSTOP, as a long GC pause or a frozen VM would) is
+/// replaced, and once it resumes it enqueues nothing — its fencing token is stale — and stands by
+/// instead of fighting for the lease; the gap is counted as missed ticks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_paused_past_its_lease_enqueues_nothing_after_it_resumes() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    env.seed(10, 2).await;
+    let ports = [ranq_tests::free_port(), ranq_tests::free_port()];
+    let mut producers: Vec<Proc> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let mut cmd = env.ranq();
+            cmd.args(["producer", "--schedule", "* * * * * *", "--metrics-listen", &format!("127.0.0.1:{port}")]);
+            cmd.env("RANQ_PRODUCER__LEASE_TTL", LEASE_TTL);
+            Proc::spawn(&format!("producer-{i}"), cmd)
+        })
+        .collect();
+    let first = current_leader(&env).await;
+    let paused = leader_pid(&first);
+    let paused_port = ports[producers.iter().position(|p| p.pid().as_raw() == paused).unwrap()];
+    eventually(Duration::from_secs(10), "the leader enqueues a tick", || async {
+        (ticks_enqueued_by(paused_port).await >= 1).then_some(())
+    })
+    .await;
+    let before_pause = ticks_enqueued_by(paused_port).await;
+
+    kill(Pid::from_raw(paused), Signal::SIGSTOP).unwrap();
+    let second = eventually(Duration::from_secs(15), "the standby takes over from the paused leader", || async {
+        let leader = status(&env)["leader"].clone();
+        (!leader.is_null() && leader["id"] != first["id"]).then_some(leader)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    kill(Pid::from_raw(paused), Signal::SIGCONT).unwrap();
+    // Its scheduler fires the ticks it slept through; every one must be refused.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    assert_eq!(ticks_enqueued_by(paused_port).await, before_pause, "the resumed leader enqueued a tick");
+    let now = status(&env);
+    assert_eq!(now["leader"]["id"], second["id"], "the resumed producer stands by: {now}");
+    assert!(now["ticks"]["missed"].as_u64().unwrap() >= 1, "the paused seconds are missed ticks: {now}");
+    let cache = env.cache().await;
+    let claims: Vec<String> =
+        redis::cmd("KEYS").arg(cache.keys().tick_claim("*")).query_async(&mut cache.connection()).await.unwrap();
+    assert_eq!(claims.len() as u64, now["ticks"]["enqueued"].as_u64().unwrap(), "each tick enqueued once: {now}");
+    for p in &mut producers {
+        assert!(p.is_running(), "{} exited", p.name);
+        assert!(p.terminate(Duration::from_secs(15)).success(), "{} did not stop cleanly", p.name);
+    }
+    env.cleanup().await;
+}

@@ -92,3 +92,95 @@ async fn the_fence_script_is_reloaded_after_redis_forgets_it() {
     assert_eq!(cache.write_batch(&[snap(1, 2_000, 2)]).await.unwrap(), vec![Outcome::Written]);
     env.cleanup().await;
 }
+
+/// One write of a generated history: which writer sends it, its version, and whether it says the
+/// group is absent (a delete) or carries a snapshot (whose score is its version, to recognise it).
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    writer: usize,
+    version: i64,
+    absent: bool,
+}
+
+fn history() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+    use proptest::prelude::*;
+    // Distinct versions in random order: a history of late, early and duplicate-free writes.
+    (proptest::collection::btree_set(1i64..10_000, 1..24), proptest::collection::vec((0usize..3, any::<bool>()), 24))
+        .prop_flat_map(|(versions, shapes)| {
+            let steps: Vec<Step> = versions
+                .into_iter()
+                .zip(shapes)
+                .map(|(version, (writer, absent))| Step { writer, version, absent: absent && version % 3 == 0 })
+                .collect();
+            Just(steps).prop_shuffle()
+        })
+}
+
+fn write_of(group: i64, step: Step) -> Write {
+    if step.absent { Write::Absent { group, version: step.version } } else { snap(group, step.version, step.version) }
+}
+
+/// Random interleavings against real Redis (R5): applied one by one, a write is taken exactly
+/// when it is newer than every write taken before — so the cached version never decreases and
+/// every late writer is counted as fenced; sent by three concurrent writers, the newest write
+/// wins whatever the interleaving.
+#[test]
+fn the_fence_holds_under_random_interleavings_of_writers() {
+    use proptest::test_runner::{Config, TestRunner};
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (env, cache) = runtime.block_on(async {
+        let env = TestEnv::new(Dialect::Sqlite).await;
+        let cache = env.cache().await;
+        (env, cache)
+    });
+    let next_group = std::sync::atomic::AtomicI64::new(1);
+    let mut runner = TestRunner::new(Config { cases: 64, failure_persistence: None, ..Config::default() });
+    let result = runner.run(&history(), |steps| {
+        runtime.block_on(async {
+            // In order: the model is "the newest version taken so far".
+            let group = next_group.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut newest: Option<i64> = None;
+            for step in &steps {
+                let outcome = cache.write_batch(&[write_of(group, *step)]).await.unwrap()[0];
+                let taken = newest.is_none_or(|n| step.version > n);
+                let expected = match (taken, step.absent) {
+                    (false, _) => Outcome::Fenced,
+                    (true, false) => Outcome::Written,
+                    (true, true) => Outcome::Deleted,
+                };
+                assert_eq!(outcome, expected, "{step:?} after {newest:?}");
+                if taken {
+                    newest = Some(step.version);
+                }
+                let version = cache.fence_versions(&[group]).await.unwrap()[0];
+                assert_eq!(version, newest, "the cached version is the newest taken");
+            }
+
+            // Concurrently: three writers, each sending its own steps in order.
+            let group = next_group.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let writers = (0..3).map(|w| {
+                let mine: Vec<Step> = steps.iter().copied().filter(|s| s.writer == w).collect();
+                let cache = cache.clone();
+                async move {
+                    for step in mine {
+                        cache.write_batch(&[write_of(group, step)]).await.unwrap();
+                    }
+                }
+            });
+            futures::future::join_all(writers).await;
+            let last = *steps.iter().max_by_key(|s| s.version).unwrap();
+            let stored = cache.snapshot(group).await.unwrap();
+            match last.absent {
+                true => assert!(stored.is_none(), "the newest write deleted the group: {stored:?}"),
+                false => {
+                    let stored = stored.expect("the newest write is a snapshot");
+                    assert_eq!((stored.version, stored.entries[0].score), (last.version, last.version));
+                }
+            }
+            assert_eq!(cache.fence_versions(&[group]).await.unwrap()[0], Some(last.version));
+        });
+        Ok(())
+    });
+    runtime.block_on(env.cleanup());
+    result.unwrap();
+}
