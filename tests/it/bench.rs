@@ -73,3 +73,32 @@ async fn bench_compare_measures_the_three_architectures_and_leaves_nothing_behin
     assert!(keys.is_empty(), "left behind: {:?}", &keys[..keys.len().min(5)]);
     env.cleanup().await;
 }
+
+/// `ranq bench chaos`, CI-sized: every kind of fault once against a real fleet on its own
+/// redis-server and behind its own database proxy. What must hold, holds: no group lost, no tick
+/// enqueued twice, no 5xx but the honest 503 while Redis is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_chaos_injects_every_fault_and_loses_nothing() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    let report = env.dir.join("chaos.json");
+    let out = env
+        .ranq()
+        .args(["bench", "chaos", "--duration", "20s", "--every", "1s", "--groups", "30", "--members", "5"])
+        .args(["--workers", "2", "--json"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    for fault in ["worker_killed", "leader_killed", "leader_paused", "redis_restarted_empty", "database_cut"] {
+        assert!(r["faults"][fault]["injected"].as_u64() >= Some(1), "{fault} injected: {r}");
+    }
+    assert_eq!(r["groups_lost"], 0, "{r}");
+    assert_eq!(r["duplicate_ticks_executed"], 0, "{r}");
+    assert!(r["ticks_enqueued"].as_u64() > Some(0), "{r}");
+    assert_eq!(r["reads_5xx_other"], 0, "{r}");
+    assert!(r["reads"].as_u64() > Some(0), "{r}");
+    assert!(stdout.contains("groups lost (must be 0)"), "{stdout}");
+    env.cleanup().await;
+}

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ranq_tests::faults::{FaultProxy, PrivateRedis};
+use ranq_faults::{FaultProxy, PrivateRedis};
 use ranq_tests::{Dialect, Proc, TestEnv, eventually, execute, free_port, truth};
 use serde_json::Value;
 
@@ -49,7 +49,7 @@ async fn a_fleet_rebuilds_the_cache_by_itself_after_redis_restarts_empty() {
     let env = TestEnv::new(Dialect::Sqlite).await;
     env.seed(GROUPS as u32, 10).await;
     let source = env.source().await;
-    let mut redis = PrivateRedis::start();
+    let mut redis = PrivateRedis::start().expect("a private redis-server starts (scripts/test installs redis-server)");
     let url = redis.url();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -86,7 +86,7 @@ async fn a_fleet_rebuilds_the_cache_by_itself_after_redis_restarts_empty() {
     // Scores change while Redis is away: what comes back must be the new truth.
     execute(&source, "UPDATE ranq_scores SET score = score + member_id * 7 WHERE group_id % 2 = 0").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    redis.start_again();
+    redis.start_again().unwrap();
 
     eventually(Duration::from_secs(60), "every group FRESH and true again, no process restarted", || async {
         (fresh_and_true(&http, &base, &source, GROUPS).await == GROUPS as usize).then_some(())
@@ -122,8 +122,8 @@ async fn a_database_cut_serves_stale_then_miss_without_a_dead_letter_storm_and_c
         let host = url.host_str().unwrap().to_owned();
         tokio::net::lookup_host((host.as_str(), url.port().unwrap_or(5432))).await.unwrap().next().unwrap()
     };
-    let proxy = FaultProxy::start(upstream).await;
-    let through_proxy = proxy.wrap(&env.database_url);
+    let proxy = FaultProxy::start(upstream).await.unwrap();
+    let through_proxy = proxy.wrap(&env.database_url).unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let db = [("DATABASE_URL", through_proxy.as_str())];

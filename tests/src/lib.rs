@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used)] // Test support: a failed setup step should panic with its message.
 
-pub mod faults;
 pub mod process;
 
 use std::path::PathBuf;

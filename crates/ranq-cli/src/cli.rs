@@ -137,6 +137,11 @@ pub enum BenchCommand {
     /// (and with stale-while-revalidate) — on the same data and read workload: database and Redis
     /// load, lock traffic, read latency, FRESH/STALE/MISS shares and the age of what readers saw.
     Compare(CompareArgs),
+    /// A real fleet (two producers, workers, the read API) on a private redis-server and behind a
+    /// cuttable database proxy, under a fault every --every: workers and the leader killed, the
+    /// leader paused, Redis restarted empty, the database cut. Reports groups lost, time to
+    /// converge, duplicate ticks, 5xx answers and memory.
+    Chaos(ChaosArgs),
     /// A worker that acks every job without work (the refresh bench's ceiling).
     #[command(hide = true)]
     NoopWorker {
@@ -170,6 +175,28 @@ pub struct ReadBenchArgs {
     /// Concurrent keep-alive connections of the load generator at full load.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub connections: u32,
+    /// Also write the report as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// How long to inject faults.
+    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "10m")]
+    pub duration: Duration,
+    /// Time between the starts of two faults.
+    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "30s")]
+    pub every: Duration,
+    /// Groups to seed.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub groups: u32,
+    /// Members per group.
+    #[arg(long, default_value_t = 50)]
+    pub members: u32,
+    /// Worker processes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub workers: u32,
     /// Also write the report as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,

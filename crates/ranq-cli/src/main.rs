@@ -88,6 +88,7 @@ async fn run(cli: Cli, from_env: Vec<&'static str>) -> anyhow::Result<ExitCode> 
         Command::Bench(cli::BenchCommand::Refresh(args)) => commands::bench::refresh(&ctx, &args).await,
         Command::Bench(cli::BenchCommand::Read(args)) => commands::bench::read(&ctx, &args).await,
         Command::Bench(cli::BenchCommand::Compare(args)) => commands::bench::compare(&ctx, &args).await,
+        Command::Bench(cli::BenchCommand::Chaos(args)) => commands::bench::chaos(&ctx, &args).await,
         Command::Bench(cli::BenchCommand::NoopWorker { stock_leases }) => {
             commands::bench::noop_worker(&ctx, stock_leases).await
         }

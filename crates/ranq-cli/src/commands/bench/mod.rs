@@ -21,10 +21,12 @@ use tokio::process::{Child, Command};
 use crate::cli::SoakArgs;
 use crate::context::{Context, UsageError};
 
+mod chaos;
 mod compare;
 mod read;
 mod refresh;
 
+pub use chaos::chaos;
 pub use compare::{Skew, compare};
 pub use read::read;
 pub use refresh::refresh;

@@ -1,14 +1,18 @@
-//! Faults on demand, for the reliability tests, without disturbing anything outside the test:
+//! `ranq-faults`: faults on demand, for the reliability tests and `ranq bench chaos`, without
+//! disturbing anything outside them:
 //!
 //! * [`FaultProxy`] — a TCP proxy in front of a service (Postgres) that can be cut (every open
 //!   connection reset, new ones refused) and repaired;
-//! * [`PrivateRedis`] — a `redis-server` of the test's own on a free port, which can be flushed,
-//!   killed and restarted empty.
+//! * [`PrivateRedis`] — a `redis-server` of the caller's own on a free port, which can be killed
+//!   and started again empty.
+//!
+//! Architecture Invariant: nothing in the production path depends on this crate.
 
+use std::io;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
@@ -25,9 +29,9 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     /// Listens on a free loopback port and forwards every connection to `upstream`.
-    pub async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+    pub async fn start(upstream: SocketAddr) -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
         let cut = Arc::new(AtomicBool::new(false));
         let links: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let accept = tokio::spawn({
@@ -45,28 +49,28 @@ impl FaultProxy {
                             let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                         }
                     });
-                    let mut links = links.lock().unwrap();
+                    let mut links = links.lock().unwrap_or_else(PoisonError::into_inner);
                     links.retain(|l| !l.is_finished());
                     links.push(link.abort_handle());
                 }
             }
         })
         .abort_handle();
-        Self { port, cut, links, accept }
+        Ok(Self { port, cut, links, accept })
     }
 
-    /// `url` with its host and port replaced by this proxy's.
-    pub fn wrap(&self, url: &str) -> String {
-        let mut url = url::Url::parse(url).unwrap();
-        url.set_host(Some("127.0.0.1")).unwrap();
-        url.set_port(Some(self.port)).unwrap();
-        url.to_string()
+    /// `url` with its host and port replaced by this proxy's (`None` if it is not a URL).
+    pub fn wrap(&self, url: &str) -> Option<String> {
+        let mut url = url::Url::parse(url).ok()?;
+        url.set_host(Some("127.0.0.1")).ok()?;
+        url.set_port(Some(self.port)).ok()?;
+        Some(url.to_string())
     }
 
     /// Resets every open connection and refuses new ones until [`repair`](Self::repair).
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
-        for link in self.links.lock().unwrap().drain(..) {
+        for link in self.links.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             link.abort();
         }
     }
@@ -83,7 +87,7 @@ impl Drop for FaultProxy {
     }
 }
 
-/// A `redis-server` of the test's own, keeping nothing on disk.
+/// A `redis-server` of the caller's own, keeping nothing on disk.
 #[derive(Debug)]
 pub struct PrivateRedis {
     pub port: u16,
@@ -91,36 +95,44 @@ pub struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    /// Starts a server on a free port; fails loudly when `redis-server` is not installed.
-    pub fn start() -> Self {
-        let mut redis = Self { port: crate::free_port(), child: None };
-        redis.launch();
-        redis
+    /// Starts `redis-server` from PATH on a free port and waits (up to 10 s) until it accepts.
+    pub fn start() -> io::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut redis = Self { port, child: None };
+        redis.launch()?;
+        Ok(redis)
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn launch(&mut self) {
+    fn launch(&mut self) -> io::Result<()> {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
-            .expect("redis-server is installed (scripts/test installs it)");
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start redis-server (is it installed?): {e}")))?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "the private redis-server did not start on port {}", self.port);
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("redis-server did not start on port {}", self.port),
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// Starts the server again on the same port, empty (nothing was saved).
-    pub fn start_again(&mut self) {
+    pub fn start_again(&mut self) -> io::Result<()> {
         if self.child.is_none() {
-            self.launch();
+            self.launch()?;
         }
+        Ok(())
     }
 
     /// Kills the server: SIGKILL, nothing saved; clients see their connections drop.

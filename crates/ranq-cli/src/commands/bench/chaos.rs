@@ -1,0 +1,419 @@
+//! `ranq bench chaos`: a real fleet — two producers, workers and the read API, as processes —
+//! under a fault every `--every`, for `--duration`, with a reader hammering the API meanwhile.
+//! It runs on services of its own: a private `redis-server` (which it kills and restarts empty)
+//! and a TCP proxy in front of its Postgres schema (which it cuts), so nothing else is disturbed.
+//!
+//! Faults, in turn: a worker SIGKILLed (and started again), the leading producer SIGKILLed (and
+//! started again), the leading producer paused (SIGSTOP) past its lease and resumed, Redis killed
+//! and restarted empty, the database cut off for 10 s. After each, the bench times how long until
+//! every group holds a snapshot read after the fault ended; a group that does not within two
+//! minutes is lost. Duplicate ticks are counted independently of ranq's own bookkeeping: from the
+//! producers' logs, a tick id enqueued by two producers is a duplicate.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use ranq_cache::Cache;
+use ranq_core::GroupId;
+use ranq_db::{SeedOptions, Source};
+use ranq_faults::{FaultProxy, PrivateRedis};
+use ranq_runtime::Shutdown;
+use serde::Serialize;
+use tokio::process::{Child, Command};
+
+use super::Sandbox;
+use crate::cli::ChaosArgs;
+use crate::context::{Context, UsageError};
+
+/// How long a fault may take to heal before its unrefreshed groups count as lost.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The producers' lease, short so that failovers happen within a fault's slot.
+const LEASE_TTL: Duration = Duration::from_secs(4);
+/// How long the database stays cut, and Redis down.
+const DB_CUT: Duration = Duration::from_secs(10);
+const REDIS_DOWN: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Fault {
+    WorkerKilled,
+    LeaderKilled,
+    LeaderPaused,
+    RedisRestartedEmpty,
+    DatabaseCut,
+}
+
+const FAULTS: [Fault; 5] =
+    [Fault::WorkerKilled, Fault::LeaderKilled, Fault::LeaderPaused, Fault::RedisRestartedEmpty, Fault::DatabaseCut];
+
+#[derive(Debug, Default, Serialize)]
+struct PerFault {
+    injected: u32,
+    max_converge_seconds: f64,
+    groups_lost: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ChaosReport {
+    groups: u32,
+    workers: u32,
+    duration_seconds: f64,
+    faults: HashMap<Fault, PerFault>,
+    groups_lost: u64,
+    max_converge_seconds: f64,
+    duplicate_ticks_executed: u64,
+    ticks_enqueued: u64,
+    reads: u64,
+    /// 503 `cache_unavailable`: the honest answer while Redis is down.
+    reads_cache_unavailable: u64,
+    /// Any other 5xx: a defect.
+    reads_5xx_other: u64,
+    reads_unanswered: u64,
+    redis_used_memory_start: u64,
+    redis_used_memory_end: u64,
+    worker_rss_kib_start: Vec<u64>,
+    worker_rss_kib_end: Vec<u64>,
+}
+
+pub async fn chaos(ctx: &Context, args: &ChaosArgs) -> anyhow::Result<std::process::ExitCode> {
+    super::in_sandbox(ctx, args.json.as_deref(), async |sandbox| run(ctx, args, sandbox).await, print).await
+}
+
+/// The fleet's processes, with what it takes to start one again.
+struct Fleet {
+    exe: PathBuf,
+    database_url: String,
+    redis_url: String,
+    namespace: String,
+    logs: PathBuf,
+    producers: Vec<Child>,
+    workers: Vec<Child>,
+    serve: Option<Child>,
+    started: u32,
+}
+
+impl Fleet {
+    fn spawn(&mut self, args: &[&str]) -> anyhow::Result<Child> {
+        self.started += 1;
+        // Producers' lines are kept: the duplicate-tick count reads them.
+        let log = std::fs::File::create(self.logs.join(format!("{}-{}.log", args[0], self.started)))?;
+        Command::new(&self.exe)
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("REDIS_URL", &self.redis_url)
+            .env("RANQ_NAMESPACE", &self.namespace)
+            .env("RANQ_LOG_FORMAT", "json")
+            .env("RANQ_PRODUCER__LEASE_TTL", humantime::format_duration(LEASE_TTL).to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start `ranq {}`: {e}", args.join(" ")))
+    }
+
+    fn producer(&mut self) -> anyhow::Result<()> {
+        let child = self.spawn(&["producer", "--schedule", "*/2 * * * * *"])?;
+        self.producers.push(child);
+        Ok(())
+    }
+
+    fn worker(&mut self) -> anyhow::Result<()> {
+        let child = self.spawn(&["worker"])?;
+        self.workers.push(child);
+        Ok(())
+    }
+
+    fn pids(children: &[Child]) -> Vec<u32> {
+        children.iter().filter_map(Child::id).collect()
+    }
+
+    async fn stop(&mut self, grace: Duration) {
+        let mut all: Vec<Child> =
+            self.producers.drain(..).chain(self.workers.drain(..)).chain(self.serve.take()).collect();
+        super::stop_all(&mut all, grace).await;
+    }
+}
+
+async fn run(ctx: &Context, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Result<ChaosReport> {
+    let source = Source::connect(&sandbox.database_url, 2).await?;
+    source.migrate().await?;
+    let options = SeedOptions { groups: args.groups, members: args.members, seed: 42, replace: false };
+    crate::commands::admin::seed_with_progress(&source, options).await?;
+    let groups = source.group_ids().await?;
+    source.close().await;
+
+    let mut redis = PrivateRedis::start()?;
+    let upstream = upstream_of(&sandbox.database_url).await?;
+    let proxy = FaultProxy::start(upstream).await?;
+    let logs = std::env::temp_dir().join(format!("{}-logs", sandbox.namespace));
+    std::fs::create_dir_all(&logs)?;
+    let mut fleet = Fleet {
+        exe: std::env::current_exe()?,
+        database_url: proxy
+            .wrap(&sandbox.database_url)
+            .ok_or_else(|| anyhow::anyhow!("the database URL has no host"))?,
+        redis_url: redis.url(),
+        namespace: sandbox.namespace.clone(),
+        logs: logs.clone(),
+        producers: Vec::new(),
+        workers: Vec::new(),
+        serve: None,
+        started: 0,
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let outcome = async {
+        fleet.producer()?;
+        fleet.producer()?;
+        for _ in 0..args.workers {
+            fleet.worker()?;
+        }
+        fleet.serve = Some(fleet.spawn(&["serve", "--listen", &format!("127.0.0.1:{port}")])?);
+        let cache = Cache::connect(&redis.url(), &sandbox.namespace).await?;
+        converge(&cache, &groups, 0).await?;
+        eprintln!("chaos: {} groups cached; a fault every {}", groups.len(), humantime::format_duration(args.every));
+
+        let reads = Reads::default();
+        let shutdown = Shutdown::new();
+        let reader =
+            tokio::spawn(reads.clone().hammer(format!("http://127.0.0.1:{port}"), groups.len(), shutdown.clone()));
+        let memory_start = (used_memory(&cache).await.unwrap_or(0), rss(&Fleet::pids(&fleet.workers)));
+        let mut faults: HashMap<Fault, PerFault> = HashMap::new();
+        let started = Instant::now();
+        let mut i = 0;
+        while started.elapsed() < args.duration {
+            let slot = Instant::now();
+            let fault = FAULTS[i % FAULTS.len()];
+            i += 1;
+            inject(fault, &mut fleet, &mut redis, &proxy, &cache).await?;
+            let since = Utc::now().timestamp_micros();
+            let healed = Instant::now();
+            let lost = converge(&cache, &groups, since).await?;
+            let took = healed.elapsed().as_secs_f64();
+            eprintln!("chaos: {fault:?} healed in {took:.1}s, {lost} groups lost");
+            let entry = faults.entry(fault).or_default();
+            entry.injected += 1;
+            entry.max_converge_seconds = entry.max_converge_seconds.max(took);
+            entry.groups_lost += lost;
+            tokio::time::sleep_until((slot + args.every).into()).await;
+        }
+        let memory_end = (used_memory(&cache).await.unwrap_or(0), rss(&Fleet::pids(&fleet.workers)));
+        shutdown.trigger();
+        let _ = reader.await;
+        anyhow::Ok((faults, reads, memory_start, memory_end, started.elapsed()))
+    }
+    .await;
+    fleet.stop(ctx.settings.shutdown_timeout).await;
+    drop(proxy);
+    drop(redis);
+    let (faults, reads, memory_start, memory_end, elapsed) = outcome?;
+    let (ticks_enqueued, duplicates) = ticks_from_logs(&logs)?;
+    let _ = std::fs::remove_dir_all(&logs);
+    Ok(ChaosReport {
+        groups: args.groups,
+        workers: args.workers,
+        duration_seconds: elapsed.as_secs_f64(),
+        groups_lost: faults.values().map(|f| f.groups_lost).sum(),
+        max_converge_seconds: faults.values().map(|f| f.max_converge_seconds).fold(0.0, f64::max),
+        faults,
+        duplicate_ticks_executed: duplicates,
+        ticks_enqueued,
+        reads: reads.total.load(Ordering::Relaxed),
+        reads_cache_unavailable: reads.unavailable.load(Ordering::Relaxed),
+        reads_5xx_other: reads.server_errors.load(Ordering::Relaxed),
+        reads_unanswered: reads.unanswered.load(Ordering::Relaxed),
+        redis_used_memory_start: memory_start.0,
+        redis_used_memory_end: memory_end.0,
+        worker_rss_kib_start: memory_start.1,
+        worker_rss_kib_end: memory_end.1,
+    })
+}
+
+/// Injects one fault and returns once it is over (the process restarted, the service back).
+async fn inject(
+    fault: Fault,
+    fleet: &mut Fleet,
+    redis: &mut PrivateRedis,
+    proxy: &FaultProxy,
+    cache: &Cache,
+) -> anyhow::Result<()> {
+    match fault {
+        Fault::WorkerKilled => {
+            if !fleet.workers.is_empty() {
+                let mut victim = fleet.workers.remove(0);
+                let _ = victim.kill().await;
+            }
+            fleet.worker()?;
+        }
+        Fault::LeaderKilled => {
+            if let Some(i) = leader_index(fleet, cache).await {
+                let mut victim = fleet.producers.remove(i);
+                let _ = victim.kill().await;
+                fleet.producer()?;
+            }
+        }
+        Fault::LeaderPaused => {
+            if let Some(pid) = leader_index(fleet, cache).await.and_then(|i| fleet.producers[i].id()) {
+                let pid = Pid::from_raw(i32::try_from(pid)?);
+                kill(pid, Signal::SIGSTOP)?;
+                tokio::time::sleep(LEASE_TTL + Duration::from_secs(2)).await;
+                kill(pid, Signal::SIGCONT)?;
+            }
+        }
+        Fault::RedisRestartedEmpty => {
+            redis.kill();
+            tokio::time::sleep(REDIS_DOWN).await;
+            redis.start_again()?;
+        }
+        Fault::DatabaseCut => {
+            proxy.cut();
+            tokio::time::sleep(DB_CUT).await;
+            proxy.repair();
+        }
+    }
+    Ok(())
+}
+
+/// Which of the fleet's producers holds the lease (its id ends in `-<pid>-<start ms>`).
+async fn leader_index(fleet: &Fleet, cache: &Cache) -> Option<usize> {
+    let leader = ranq_producer::read_leader(&mut cache.connection(), cache.keys()).await.ok()??;
+    let pid: u32 = leader.id.rsplit('-').nth(1)?.parse().ok()?;
+    fleet.producers.iter().position(|p| p.id() == Some(pid))
+}
+
+/// Waits until every group's fenced version is newer than `since` (µs); returns how many were
+/// not by [`CONVERGE_TIMEOUT`].
+async fn converge(cache: &Cache, groups: &[GroupId], since: i64) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let mut behind = 0u64;
+        for chunk in groups.chunks(1_000) {
+            // Redis may be coming back: an error counts the whole chunk as behind, for now.
+            match cache.fence_versions(chunk).await {
+                Ok(versions) => behind += versions.iter().filter(|v| v.is_none_or(|v| v <= since)).count() as u64,
+                Err(_) => behind += chunk.len() as u64,
+            }
+        }
+        if behind == 0 || Instant::now() > deadline {
+            return Ok(behind);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Counts the ticks the producers' logs say they enqueued, and the tick ids enqueued more than
+/// once across all of them.
+fn ticks_from_logs(dir: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("producer-")) {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path)?.lines() {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            if event["message"] == "tick enqueued" {
+                if let Some(tick) = event["tick"].as_str() {
+                    *seen.entry(tick.to_owned()).or_default() += 1;
+                }
+            }
+        }
+    }
+    let duplicates = seen.values().map(|n| n.saturating_sub(1)).sum();
+    Ok((seen.len() as u64, duplicates))
+}
+
+/// The reader: one request every 5 ms to a random group, counting 503s (the cache is down), other
+/// server errors, and requests that got no answer at all.
+#[derive(Debug, Clone, Default)]
+struct Reads {
+    total: Arc<AtomicU64>,
+    unavailable: Arc<AtomicU64>,
+    server_errors: Arc<AtomicU64>,
+    unanswered: Arc<AtomicU64>,
+}
+
+impl Reads {
+    async fn hammer(self, base: String, groups: usize, shutdown: Shutdown) {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+        let mut every = tokio::time::interval(Duration::from_millis(5));
+        let mut n: usize = 0;
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => return,
+                _ = every.tick() => {}
+            }
+            n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let group = 1 + (n >> 8) % groups.max(1);
+            self.total.fetch_add(1, Ordering::Relaxed);
+            let counter = match http.get(format!("{base}/v1/groups/{group}/top")).send().await {
+                Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => &self.unavailable,
+                Ok(r) if r.status().is_server_error() => &self.server_errors,
+                Ok(_) => continue,
+                Err(_) => &self.unanswered,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn upstream_of(url: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let parsed = url::Url::parse(url).map_err(|e| UsageError(format!("DATABASE_URL: {e}")))?;
+    let host = parsed.host_str().unwrap_or("127.0.0.1").to_owned();
+    tokio::net::lookup_host((host.as_str(), parsed.port().unwrap_or(5432)))
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("cannot resolve the database host {host}"))
+}
+
+async fn used_memory(cache: &Cache) -> anyhow::Result<u64> {
+    super::redis_used_memory(cache).await
+}
+
+fn rss(pids: &[u32]) -> Vec<u64> {
+    pids.iter()
+        .map(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")).map(str::to_owned))
+                .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+fn print(r: &ChaosReport) {
+    println!(
+        "chaos: {} groups, {} workers, {:.0} s, a fault at a time, every group checked after each",
+        r.groups, r.workers, r.duration_seconds
+    );
+    println!("  {:<24} {:>8} {:>14} {:>12}", "fault", "injected", "max converge", "groups lost");
+    for fault in FAULTS {
+        if let Some(f) = r.faults.get(&fault) {
+            let name = serde_json::to_value(fault).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            println!("  {name:<24} {:>8} {:>12.1} s {:>12}", f.injected, f.max_converge_seconds, f.groups_lost);
+        }
+    }
+    println!("  groups lost (must be 0)            {}", r.groups_lost);
+    println!("  longest time to converge           {:.1} s", r.max_converge_seconds);
+    println!("  duplicate ticks executed (must be 0) {} of {} ticks", r.duplicate_ticks_executed, r.ticks_enqueued);
+    println!("  reads                              {}", r.reads);
+    println!("    503 cache unavailable            {} (while Redis was down)", r.reads_cache_unavailable);
+    println!("    other 5xx (must be 0)            {}", r.reads_5xx_other);
+    println!("    unanswered                       {}", r.reads_unanswered);
+    println!(
+        "  redis used_memory                  {} B at the start, {} B at the end",
+        r.redis_used_memory_start, r.redis_used_memory_end
+    );
+    println!(
+        "  worker RSS (KiB)                   {:?} at the start, {:?} at the end",
+        r.worker_rss_kib_start, r.worker_rss_kib_end
+    );
+}
