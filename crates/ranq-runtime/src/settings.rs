@@ -371,7 +371,13 @@ fn describe(error: &figment::Error) -> String {
             continue;
         }
         let key = e.path.join(".");
-        let source = e.metadata.as_ref().map(|m| m.name.to_string());
+        let source = e.metadata.as_ref().map(|m| {
+            if m.name.contains("environment") && !key.is_empty() {
+                format!("RANQ_{}", key.replace('.', "__").to_ascii_uppercase())
+            } else {
+                m.name.to_string()
+            }
+        });
         let kind = e.kind.to_string();
         match (key.is_empty(), source) {
             (false, Some(src)) => out.push_str(&format!("{key} (from {src}): {kind}")),
