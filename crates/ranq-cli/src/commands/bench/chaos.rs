@@ -378,15 +378,7 @@ async fn used_memory(cache: &Cache) -> anyhow::Result<u64> {
 }
 
 fn rss(pids: &[u32]) -> Vec<u64> {
-    pids.iter()
-        .map(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()
-                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")).map(str::to_owned))
-                .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
-                .unwrap_or(0)
-        })
-        .collect()
+    pids.iter().copied().map(super::rss_kib).collect()
 }
 
 fn print(r: &ChaosReport) {

@@ -298,17 +298,16 @@ async fn redis_used_memory(cache: &Cache) -> anyhow::Result<u64> {
 }
 
 fn worker_rss(workers: &[Child]) -> Vec<u64> {
-    workers
-        .iter()
-        .filter_map(Child::id)
-        .map(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()
-                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")).map(str::to_owned))
-                .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
-                .unwrap_or(0)
-        })
-        .collect()
+    workers.iter().filter_map(Child::id).map(rss_kib).collect()
+}
+
+/// A process's resident set size in KiB, from /proc (0 if it cannot be read).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")).map(str::to_owned))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
 }
 
 /// Starts `ranq <args>` on the bench's database and namespace (other settings are inherited
