@@ -129,9 +129,10 @@ fn usage_error_line(error: &clap::Error) -> String {
     // The subcommand the user was typing, found by walking the command tree along the arguments.
     let mut command = Cli::command();
     let mut path = vec!["ranq".to_owned()];
-    for arg in std::env::args().skip(1) {
-        let Some(sub) = command.find_subcommand(&arg).cloned() else { continue };
-        path.push(arg);
+    for arg in std::env::args_os().skip(1) {
+        let arg = arg.to_string_lossy();
+        let Some(sub) = command.find_subcommand(arg.as_ref()).cloned() else { continue };
+        path.push(arg.into_owned());
         command = sub;
     }
     format!("{line} (see `{} --help`)", path.join(" "))

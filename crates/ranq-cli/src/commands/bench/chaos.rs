@@ -192,7 +192,11 @@ async fn run(ctx: &Context, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Resu
             let slot = Instant::now();
             let fault = FAULTS[i % FAULTS.len()];
             i += 1;
-            inject(fault, &mut fleet, &mut redis, &proxy, &cache).await?;
+            if !inject(fault, &mut fleet, &mut redis, &proxy, &cache).await? {
+                eprintln!("chaos: {fault:?} skipped (no producer held the lease)");
+                tokio::time::sleep_until((slot + args.every).into()).await;
+                continue;
+            }
             let since = Utc::now().timestamp_micros();
             let healed = Instant::now();
             let lost = converge(&cache, &groups, since).await?;
@@ -236,14 +240,15 @@ async fn run(ctx: &Context, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Resu
     })
 }
 
-/// Injects one fault and returns once it is over (the process restarted, the service back).
+/// Injects one fault and returns once it is over (the process restarted, the service back);
+/// `false` when there was nothing to inject it into (no producer held the lease).
 async fn inject(
     fault: Fault,
     fleet: &mut Fleet,
     redis: &mut PrivateRedis,
     proxy: &FaultProxy,
     cache: &Cache,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     match fault {
         Fault::WorkerKilled => {
             if !fleet.workers.is_empty() {
@@ -253,19 +258,19 @@ async fn inject(
             fleet.worker()?;
         }
         Fault::LeaderKilled => {
-            if let Some(i) = leader_index(fleet, cache).await {
-                let mut victim = fleet.producers.remove(i);
-                let _ = victim.kill().await;
-                fleet.producer()?;
-            }
+            let Some(i) = leader_index(fleet, cache).await else { return Ok(false) };
+            let mut victim = fleet.producers.remove(i);
+            let _ = victim.kill().await;
+            fleet.producer()?;
         }
         Fault::LeaderPaused => {
-            if let Some(pid) = leader_index(fleet, cache).await.and_then(|i| fleet.producers[i].id()) {
-                let pid = Pid::from_raw(i32::try_from(pid)?);
-                kill(pid, Signal::SIGSTOP)?;
-                tokio::time::sleep(LEASE_TTL + Duration::from_secs(2)).await;
-                kill(pid, Signal::SIGCONT)?;
-            }
+            let Some(pid) = leader_index(fleet, cache).await.and_then(|i| fleet.producers[i].id()) else {
+                return Ok(false);
+            };
+            let pid = Pid::from_raw(i32::try_from(pid)?);
+            kill(pid, Signal::SIGSTOP)?;
+            tokio::time::sleep(LEASE_TTL + Duration::from_secs(2)).await;
+            kill(pid, Signal::SIGCONT)?;
         }
         Fault::RedisRestartedEmpty => {
             redis.kill();
@@ -278,7 +283,7 @@ async fn inject(
             proxy.repair();
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Which of the fleet's producers holds the lease (its id ends in `-<pid>-<start ms>`).
