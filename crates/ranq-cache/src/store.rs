@@ -316,14 +316,15 @@ impl Cache {
         Ok(FreshnessCounts { cached, fresh, stale, expired: cached.saturating_sub(fresh + stale), ages })
     }
 
-    /// The index is ordered by version, oldest first, so a percentile of age is one rank lookup:
-    /// the group at rank ⌊(n−1)·(1−q)⌋ is older than a share q of the groups. O(log n) each.
+    /// The index is ordered by version, oldest first, so a percentile of age is one rank lookup.
+    /// Nearest rank: the q-quantile of ages is the ⌈q·n⌉-th youngest, which is at rank n − ⌈q·n⌉
+    /// from the oldest. O(log n) each.
     async fn age_percentiles(&self, cached: u64, now_us: i64) -> Result<Option<AgePercentiles>, CacheError> {
         if cached == 0 {
             return Ok(None);
         }
-        let last = cached - 1;
-        let ranks = [0, last / 100, last / 2]; // max, p99, p50
+        let from_oldest = |q: f64| cached.saturating_sub((q * cached as f64).ceil() as u64);
+        let ranks = [0, from_oldest(0.99), from_oldest(0.50)]; // max, p99, p50
         let mut pipe = redis::pipe();
         for rank in ranks {
             pipe.cmd("ZRANGE").arg(self.keys.index()).arg(rank).arg(rank).arg("WITHSCORES");

@@ -77,6 +77,11 @@ fn duration(raw: &str) -> Result<Duration, String> {
     humantime::parse_duration(raw).map_err(|e| format!("{e} (use e.g. 1500ms, 90s or 10m)"))
 }
 
+/// A duration that must be more than zero (a period, a run's length).
+fn positive_duration(raw: &str) -> Result<Duration, String> {
+    duration(raw).and_then(|d| if d.is_zero() { Err("must be more than 0 (e.g. 10s)".into()) } else { Ok(d) })
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply the embedded schema migrations to DATABASE_URL (Postgres or SQLite); idempotent.
@@ -183,10 +188,10 @@ pub struct ReadBenchArgs {
 #[derive(Debug, Args)]
 pub struct ChaosArgs {
     /// How long to inject faults.
-    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "10m")]
+    #[arg(long, value_name = "DUR", value_parser = positive_duration, default_value = "10m")]
     pub duration: Duration,
     /// Time between the starts of two faults.
-    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "30s")]
+    #[arg(long, value_name = "DUR", value_parser = positive_duration, default_value = "30s")]
     pub every: Duration,
     /// Groups to seed.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -214,10 +219,10 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub servers: u32,
     /// Measured time per architecture.
-    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "30s")]
+    #[arg(long, value_name = "DUR", value_parser = positive_duration, default_value = "30s")]
     pub duration: Duration,
     /// The refresh period (ranq's one-minute tick, compressed; also architecture 3's TTL).
-    #[arg(long, value_name = "DUR", value_parser = duration, default_value = "10s")]
+    #[arg(long, value_name = "DUR", value_parser = positive_duration, default_value = "10s")]
     pub period: Duration,
     /// Reads per second, arriving at a steady rate whatever the answers' latency.
     #[arg(long, value_name = "R", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=20_000))]

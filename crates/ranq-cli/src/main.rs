@@ -126,14 +126,24 @@ fn usage_error_line(error: &clap::Error) -> String {
         }
         line.push_str(part);
     }
-    // The subcommand the user was typing, found by walking the command tree along the arguments.
+    // The subcommand the user was typing, found by walking the command tree along the arguments
+    // (the value after an option that takes one is not a subcommand: `--namespace bench`).
     let mut command = Cli::command();
     let mut path = vec!["ranq".to_owned()];
+    let mut skip_value = false;
     for arg in std::env::args_os().skip(1) {
         let arg = arg.to_string_lossy();
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        if let Some(long) = arg.strip_prefix("--").filter(|a| !a.contains('=')) {
+            skip_value = command.get_arguments().any(|a| a.get_long() == Some(long) && a.get_action().takes_values());
+            continue;
+        }
         let Some(sub) = command.find_subcommand(arg.as_ref()).cloned() else { continue };
         path.push(arg.into_owned());
         command = sub;
     }
-    format!("{line} (see `{} --help`)", path.join(" "))
+    // The arguments are quoted back in clap's message; a URL among them keeps its password out.
+    ranq_core::redact_url(&format!("{line} (see `{} --help`)", path.join(" ")))
 }

@@ -2,7 +2,7 @@
 //! disturbing anything outside them:
 //!
 //! * [`FaultProxy`] — a TCP proxy in front of a service (Postgres) that can be cut (every open
-//!   connection reset, new ones refused) and repaired;
+//!   connection closed, new ones closed at once) and repaired;
 //! * [`PrivateRedis`] — a `redis-server` of the caller's own on a free port, which can be killed
 //!   and started again empty.
 //!
@@ -51,7 +51,12 @@ impl FaultProxy {
                     });
                     let mut links = links.lock().unwrap_or_else(PoisonError::into_inner);
                     links.retain(|l| !l.is_finished());
-                    links.push(link.abort_handle());
+                    // A cut that came between the accept and here has drained the list already.
+                    if cut.load(Ordering::SeqCst) {
+                        link.abort();
+                    } else {
+                        links.push(link.abort_handle());
+                    }
                 }
             }
         })
@@ -67,7 +72,7 @@ impl FaultProxy {
         Some(url.to_string())
     }
 
-    /// Resets every open connection and refuses new ones until [`repair`](Self::repair).
+    /// Closes every open connection, and every new one at once, until [`repair`](Self::repair).
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
         for link in self.links.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {

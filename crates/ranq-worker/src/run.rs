@@ -25,8 +25,9 @@ struct MaxAttempts(usize);
 /// apalis-redis puts a failed job back at the head of the queue at once, so a database outage of
 /// a few seconds would use up every delivery of the jobs in flight and fill the dead letter. A
 /// job whose batch failed as a whole therefore waits before it goes back: 1 s after its first
-/// delivery, doubling up to 30 s (with jitter), so that `max_attempts` (8) deliveries span about
-/// a minute and a half of outage. Shutdown cuts the wait short.
+/// delivery, doubling up to 30 s, with equal jitter (half of each wait is random), so that
+/// `max_attempts` (8) deliveries span at least 45 s of outage, about 70 s on average. Shutdown
+/// cuts the wait short.
 const REQUEUE_FIRST: Duration = Duration::from_secs(1);
 const REQUEUE_MAX: Duration = Duration::from_secs(30);
 

@@ -61,7 +61,7 @@ async fn watch(ctx: &Context, cache: &Cache, json: bool) -> anyhow::Result<ExitC
         let frame = match Report::gather(ctx, cache).await {
             Ok(report) if json => format!("{}\n", report.to_json()),
             Ok(report) => report.render(&ctx.settings.read),
-            Err(e) if json => format!("{}\n", json!({ "error": format!("{e:#}") })),
+            Err(e) if json => format!("{}\n", json!({ "error": ranq_core::redact_url(&format!("{e:#}")) })),
             Err(e) => format!("error: {} (retrying every second)\n", ranq_core::redact_url(&format!("{e:#}"))),
         };
         let mut out = std::io::stdout().lock();

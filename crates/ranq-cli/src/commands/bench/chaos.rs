@@ -169,6 +169,7 @@ async fn run(ctx: &Context, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Resu
         started: 0,
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let shutdown = Shutdown::new();
     let outcome = async {
         fleet.producer()?;
         fleet.producer()?;
@@ -181,14 +182,14 @@ async fn run(ctx: &Context, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Resu
         eprintln!("chaos: {} groups cached; a fault every {}", groups.len(), humantime::format_duration(args.every));
 
         let reads = Reads::default();
-        let shutdown = Shutdown::new();
         let reader =
             tokio::spawn(reads.clone().hammer(format!("http://127.0.0.1:{port}"), groups.len(), shutdown.clone()));
         let memory_start = (used_memory(&cache).await.unwrap_or(0), rss(&Fleet::pids(&fleet.workers)));
         let mut faults: HashMap<Fault, PerFault> = HashMap::new();
         let started = Instant::now();
         let mut i = 0;
-        while started.elapsed() < args.duration {
+        // Every kind of fault at least once, however short the duration.
+        while started.elapsed() < args.duration || i < FAULTS.len() {
             let slot = Instant::now();
             let fault = FAULTS[i % FAULTS.len()];
             i += 1;
@@ -214,12 +215,14 @@ async fn run(ctx: &Context, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Resu
         anyhow::Ok((faults, reads, memory_start, memory_end, started.elapsed()))
     }
     .await;
+    // Whatever happened: the reader stops, the fleet stops, the logs go.
+    shutdown.trigger();
     fleet.stop(ctx.settings.shutdown_timeout).await;
     drop(proxy);
     drop(redis);
-    let (faults, reads, memory_start, memory_end, elapsed) = outcome?;
-    let (ticks_enqueued, duplicates) = ticks_from_logs(&logs)?;
+    let counted = outcome.and_then(|o| Ok((o, ticks_from_logs(&logs)?)));
     let _ = std::fs::remove_dir_all(&logs);
+    let ((faults, reads, memory_start, memory_end, elapsed), (ticks_enqueued, duplicates)) = counted?;
     Ok(ChaosReport {
         groups: args.groups,
         workers: args.workers,

@@ -183,6 +183,8 @@ pub struct OnDemand {
     pub counters: Arc<Counters>,
     computing: Arc<PerGroup>,
     waiting: Arc<PerGroup>,
+    /// Refreshes running behind stale answers.
+    background: tokio_util::task::TaskTracker,
 }
 
 impl OnDemand {
@@ -194,7 +196,23 @@ impl OnDemand {
         max_age: Duration,
         counters: Arc<Counters>,
     ) -> Self {
-        Self { source, cache, ttl, swr, max_age, counters, computing: Arc::default(), waiting: Arc::default() }
+        Self {
+            source,
+            cache,
+            ttl,
+            swr,
+            max_age,
+            counters,
+            computing: Arc::default(),
+            waiting: Arc::default(),
+            background: tokio_util::task::TaskTracker::new(),
+        }
+    }
+
+    /// Waits for the refreshes still running behind stale answers.
+    pub async fn background_done(&self) {
+        self.background.close();
+        self.background.wait().await;
     }
 
     fn key(&self, group: GroupId) -> String {
@@ -291,7 +309,7 @@ impl Reader for OnDemand {
             // Stale: answer now; one reader (whoever takes the lock) refreshes behind it.
             if self.try_lock(group).await? {
                 let this = self.clone();
-                tokio::spawn(async move {
+                self.background.spawn(async move {
                     let _ = this.compute(group).await;
                 });
             }

@@ -223,8 +223,9 @@ async fn sharded_lock(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
             redis_commands_per_minute: redis,
             lock_attempts_per_minute: attempts,
             lock_conflicts_per_minute: conflicts,
-            // The lock admits one server per group and round.
-            max_concurrent_db_per_group: Some(1),
+            // Not measured: the lock admits one server per group and round, but a server more
+            // than a round behind may take a round's lock again.
+            max_concurrent_db_per_group: None,
             max_readers_piled_on_a_miss: None,
             reads,
         })
@@ -295,7 +296,8 @@ async fn queue(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
             Arc::new(SnapshotReader { cache: cache.clone(), stale_after: setup.stale_after, max_age: setup.max_age });
         let reads = reads(setup, reader).await;
         // One SQL statement per worker batch, and one group listing per tick.
-        let queries = batches(&http, &ports).await? - batches_before + (ticks.load(Ordering::Relaxed) - ticks_before);
+        let queries = batches(&http, &ports).await?.saturating_sub(batches_before)
+            + ticks.load(Ordering::Relaxed).saturating_sub(ticks_before);
         let [db, redis, ..] = window.close(&cache, &counters, queries).await?;
         anyhow::Ok(Architecture {
             name: "2. queue (ranq)".into(),
@@ -341,8 +343,10 @@ async fn on_demand(setup: &Setup<'_>, swr: bool) -> anyhow::Result<Architecture>
     let reader =
         Arc::new(OnDemand::new(source.clone(), cache.clone(), setup.args.period, swr, setup.max_age, counters.clone()));
     let window = Window::open(&cache, &counters).await?;
-    let reads = reads(setup, reader).await;
+    let reads = reads(setup, reader.clone()).await;
     let [db, redis, attempts, conflicts] = window.close(&cache, &counters, 0).await?;
+    // Refreshes behind stale answers finish before the pool closes and the sandbox is removed.
+    reader.background_done().await;
     source.close().await;
     Ok(Architecture {
         name: name.into(),
