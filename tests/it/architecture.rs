@@ -34,6 +34,14 @@ fn the_read_crate_never_depends_on_the_database_crate() {
 }
 
 #[test]
+fn the_status_crate_reads_redis_only() {
+    let (ranq, all) = dependencies("ranq-status");
+    assert!(!ranq.contains("ranq-db") && !all.contains("sqlx"), "{all:?}");
+    let allowed: BTreeSet<String> = ["ranq-core", "ranq-cache", "ranq-queue"].map(String::from).into();
+    assert!(ranq.is_subset(&allowed), "ranq-status depends on {ranq:?}");
+}
+
+#[test]
 fn the_core_crate_does_no_io() {
     let (ranq, all) = dependencies("ranq-core");
     assert!(ranq.is_empty(), "{ranq:?}");
@@ -45,6 +53,8 @@ fn the_core_crate_does_no_io() {
 fn arrows_point_from_roles_to_infrastructure_to_core() {
     let infrastructure = ["ranq-db", "ranq-cache", "ranq-queue"];
     let roles = ["ranq-producer", "ranq-worker", "ranq-read", "ranq-cli"];
+    let (status, _) = dependencies("ranq-status");
+    assert!(!status.iter().any(|d| roles.contains(&d.as_str())), "ranq-status depends on {status:?}");
     for krate in infrastructure {
         let (ranq, _) = dependencies(krate);
         let bad: Vec<_> =

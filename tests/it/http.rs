@@ -1,14 +1,14 @@
 //! The read API over real HTTP against real Redis (CONTRACT §5): statuses by age, 400 for bad
-//! input, 404 MISS, ETag/304, the member endpoint, and JSON errors everywhere.
+//! input, 404 MISS, ETag/304, the member endpoint, JSON errors everywhere, and `/v1/status`.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use ranq_cache::{Cache, Write};
-use ranq_core::{Entry, Snapshot};
+use ranq_core::{Entry, RefreshJob, Snapshot};
 use ranq_queue::{Queue, QueueOptions};
 use ranq_runtime::Shutdown;
-use ranq_runtime::settings::{OnMiss, ReadSettings};
+use ranq_runtime::settings::{OnMiss, ReadSettings, Settings};
 use ranq_tests::{Dialect, Proc, TestEnv, eventually, free_port, truth};
 use serde_json::Value;
 
@@ -38,7 +38,13 @@ impl Api {
             miss_wait,
             refresh_rate: 100,
             local_ttl,
+            ui: true,
         };
+        Self::start_read(cache, settings).await
+    }
+
+    async fn start_read(cache: Cache, read: ReadSettings) -> Self {
+        let settings = Settings { read, ..Settings::default() };
         let server = ranq_read::Server::bind(&settings, cache).await.unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());
         let shutdown = Shutdown::new();
@@ -453,12 +459,96 @@ async fn the_served_openapi_document_is_the_one_checked_in_and_covers_every_rout
          RANQ_WRITE_OPENAPI=1 cargo test -p ranq-tests --test it openapi"
     );
     let doc: Value = serde_json::from_str(&served).unwrap();
-    for route in ["/v1/groups/{group}/top", "/v1/groups/{group}/members/{member}", "/healthz", "/readyz", "/metrics"] {
+    let routes = ["/v1/groups/{group}/top", "/v1/groups/{group}/members/{member}", "/v1/status", "/healthz", "/readyz"];
+    for route in routes.into_iter().chain(["/metrics"]) {
         assert!(doc["paths"][route]["get"].is_object(), "{route} is not documented");
     }
     for status in ["200", "304", "400", "404", "503"] {
         assert!(doc["paths"]["/v1/groups/{group}/top"]["get"]["responses"][status].is_object(), "{status}");
     }
+    api.shutdown.trigger();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn v1_status_reports_freshness_by_age_bucket_and_the_queue_as_ranq_status_does() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let cache = env.cache().await;
+    // FRESH ≤ 40 s < STALE ≤ 100 s < MISS: buckets at 10, 20, 30, 40 and 100 s. Every age sits
+    // seconds away from a bound, so the reports below agree however slowly the test runs.
+    for (group, secs) in [(1, 0), (2, 0), (3, 25), (4, 60), (5, 300)] {
+        cache_aged(&cache, group, 3, Duration::from_secs(secs)).await;
+    }
+    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
+    let jobs: Vec<RefreshJob> =
+        [7, 8, 9].into_iter().map(|group| RefreshJob::new(group, ranq_core::job::Reason::Manual)).collect();
+    queue.enqueue(&jobs, 10, 1_000, Duration::from_secs(5)).await.unwrap();
+    let read = ReadSettings {
+        listen: "127.0.0.1:0".into(),
+        stale_after: Duration::from_secs(40),
+        max_age: Duration::from_secs(100),
+        on_miss: OnMiss::None,
+        ..Settings::default().read
+    };
+    let api = Api::start_read(cache, read).await;
+
+    let asked = std::time::Instant::now();
+    let (status, headers, report) = api.get("/v1/status").await;
+    // Reports are shared for a second: a request within a second of the gather gets the same one.
+    let (_, _, again) = api.get("/v1/status").await;
+    if asked.elapsed() < Duration::from_secs(1) {
+        assert_eq!(again["now"], report["now"], "gathered twice within a second");
+    }
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(report["leader"], Value::Null, "no producer runs");
+    assert_eq!(report["queue"], serde_json::json!({"pending": 3, "running": 0, "dead": 0}), "{report}");
+    let g = &report["groups"];
+    assert_eq!((g["cached"].as_u64(), g["fresh"].as_u64(), g["stale"].as_u64()), (Some(5), Some(3), Some(1)));
+    assert_eq!(g["expired"], 1, "{report}");
+    let buckets: Vec<(Option<u64>, u64)> = g["age_buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["le_ms"].as_u64(), b["count"].as_u64().unwrap()))
+        .collect();
+    let expected = [(Some(10_000), 2), (Some(20_000), 0), (Some(30_000), 1), (Some(40_000), 0), (Some(100_000), 1)];
+    assert_eq!(buckets, expected.into_iter().chain([(None, 1)]).collect::<Vec<_>>(), "{report}");
+    assert_eq!(report["policy"], serde_json::json!({"stale_after_ms": 40_000, "max_age_ms": 100_000}));
+
+    // The CLI, with the same policy, prints the same object.
+    let out = env
+        .ranq()
+        .args(["status", "--json"])
+        .env("RANQ_READ__STALE_AFTER", "40s")
+        .env("RANQ_READ__MAX_AGE", "100s")
+        .output()
+        .unwrap();
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in ["leader", "queue", "ticks", "last_tick", "quarantine", "policy"] {
+        assert_eq!(cli[field], report[field], "{field}");
+    }
+    for field in ["cached", "fresh", "stale", "expired", "quarantined", "age_buckets"] {
+        assert_eq!(cli["groups"][field], report["groups"][field], "{field}");
+    }
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (_, _, later) = api.get("/v1/status").await;
+    assert_ne!(later["now"], report["now"], "a report older than a second is gathered again");
+    api.shutdown.trigger();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn with_the_ui_off_the_pages_and_v1_status_are_not_served() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let read = ReadSettings { listen: "127.0.0.1:0".into(), ui: false, ..Settings::default().read };
+    let api = Api::start_read(env.cache().await, read).await;
+    for path in ["/", "/ops", "/assets/board.js", "/v1/status"] {
+        let (status, _, body) = api.get(path).await;
+        assert_eq!((status, body["code"].as_str()), (404, Some("no_route")), "{path}: {body}");
+    }
+    assert_eq!(api.get("/healthz").await.0, 200);
     api.shutdown.trigger();
     env.cleanup().await;
 }

@@ -10,7 +10,7 @@ use proptest::test_runner::{Config, TestRunner};
 use ranq_cache::Write;
 use ranq_core::{Entry, Snapshot};
 use ranq_runtime::Shutdown;
-use ranq_runtime::settings::{OnMiss, ReadSettings};
+use ranq_runtime::settings::{OnMiss, ReadSettings, Settings};
 use ranq_tests::{Dialect, TestEnv};
 
 /// One request: method, path, query and headers.
@@ -125,7 +125,9 @@ fn no_request_gets_a_5xx_or_crashes_the_server() {
             miss_wait: Duration::ZERO,
             refresh_rate: 100,
             local_ttl: Duration::from_secs(1),
+            ui: true,
         };
+        let settings = Settings { read: settings, ..Settings::default() };
         let server = ranq_read::Server::bind(&settings, cache).await.unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());
         let shutdown = Shutdown::new();

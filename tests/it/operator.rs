@@ -114,6 +114,16 @@ async fn status_counts_freshness_and_lists_the_stale_groups_oldest_first() {
     // Nearest rank over 1 s, 10 s, 100 s, 200 s, 700 s (with slack for the time the run takes).
     assert!((100_000..105_000).contains(&ms("p50")), "{status}");
     assert!((700_000..705_000).contains(&ms("p99")) && (700_000..705_000).contains(&ms("max")), "{status}");
+    // The default policy's buckets: quarters of stale_after (90 s), then max_age (10 min), then beyond.
+    let buckets: Vec<(Option<u64>, u64)> = g["age_buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["le_ms"].as_u64(), b["count"].as_u64().unwrap()))
+        .collect();
+    let expected =
+        [(Some(22_500), 2), (Some(45_000), 0), (Some(67_500), 0), (Some(90_000), 0), (Some(600_000), 2), (None, 1)];
+    assert_eq!(buckets, expected, "{status}");
 
     let stale = json_of(&env.ranq().args(["status", "--stale", "--json"]).output().unwrap());
     let listed: Vec<(i64, &str)> = stale["groups"]
@@ -132,6 +142,7 @@ async fn status_counts_freshness_and_lists_the_stale_groups_oldest_first() {
 
     let table = text(&env.ranq().arg("status").output().unwrap().stdout);
     assert!(table.contains("5 cached: 2 FRESH · 2 STALE · 1 MISS"), "{table}");
+    assert!(table.contains("ages ≤22.5s 2 · ≤45.0s 0 · ≤1m 7s 0 · ≤1m 30s 0 · ≤10m 0s 2 · >10m 0s 1"), "{table}");
     assert!(table.contains("no leader"), "{table}");
     env.cleanup().await;
 }

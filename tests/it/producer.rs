@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeZone, Utc};
-use ranq_producer::{Lease, LeaseState, Producer, TickOutcome, read_last_tick, read_leader, read_tick_counters};
+use ranq_producer::{Lease, LeaseState, Producer, TickOutcome};
 use ranq_queue::{Queue, QueueOptions};
 use ranq_runtime::{ProducerMode, Settings};
+use ranq_status::{read_last_tick, read_leader, read_tick_counters};
 use ranq_tests::{Dialect, TestEnv};
 
 async fn producer(env: &TestEnv, mode: ProducerMode, instance: &str) -> (Producer, Queue) {

@@ -338,6 +338,27 @@ impl Cache {
         Ok(Some(AgePercentiles { max_ms: age(0), p99_ms: age(1), p50_ms: age(2) }))
     }
 
+    /// How many cached groups fall in each age bucket at `now`: bucket `i` holds the ages in
+    /// `(bounds[i-1], bounds[i]]` (the first from zero, and ages below zero from skewed clocks),
+    /// and one more bucket holds the ages beyond the last bound. `bounds` must ascend. One
+    /// `ZCOUNT` per bucket, O(log n) each, in one round trip.
+    pub async fn age_histogram(&self, bounds: &[Duration], now: DateTime<Utc>) -> Result<Vec<u64>, CacheError> {
+        let now_us = now.timestamp_micros();
+        // An age bound is a version bound, reversed: age ≤ b ⇔ version ≥ now − b.
+        let version_at = |age: &Duration| now_us.saturating_sub(i64::try_from(age.as_micros()).unwrap_or(i64::MAX));
+        let index = self.keys.index();
+        let mut pipe = redis::pipe();
+        let mut newer_end = "+inf".to_owned();
+        for bound in bounds {
+            let from = version_at(bound);
+            pipe.cmd("ZCOUNT").arg(&index).arg(from).arg(&newer_end);
+            newer_end = format!("({from}");
+        }
+        pipe.cmd("ZCOUNT").arg(&index).arg("-inf").arg(&newer_end);
+        let mut conn = self.conn.clone();
+        Ok(pipe.query_async(&mut conn).await?)
+    }
+
     /// Cached groups older than `older_than` at `now`, oldest first (at most `limit`), and how many
     /// there are in all.
     pub async fn oldest_groups(

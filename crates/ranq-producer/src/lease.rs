@@ -9,16 +9,12 @@
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use ranq_core::Keys;
+use chrono::Utc;
+use ranq_core::{Keys, Token};
 use redis::aio::ConnectionManager;
-use serde::Serialize;
 
 static ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("lease_acquire.lua")));
 static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("lease_release.lua")));
-
-/// A fencing token: strictly increasing across every lease ever granted in the namespace.
-pub type Token = u64;
 
 /// What one acquire-or-renew attempt found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,15 +25,6 @@ pub enum LeaseState {
     Renewed(Token),
     /// Another instance leads.
     Standby,
-}
-
-/// The current leader, as `ranq status` shows it (CONTRACT §6).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LeaderInfo {
-    pub id: String,
-    pub since: DateTime<Utc>,
-    pub lease_expires_in_ms: u64,
-    pub token: Token,
 }
 
 /// One instance's handle on the lease.
@@ -93,27 +80,6 @@ impl Lease {
     }
 }
 
-/// Reads the current leader, if any.
-pub async fn read_leader(conn: &mut ConnectionManager, keys: &Keys) -> redis::RedisResult<Option<LeaderInfo>> {
-    let (value, pttl): (Option<String>, i64) =
-        redis::pipe().cmd("GET").arg(keys.leader()).cmd("PTTL").arg(keys.leader()).query_async(conn).await?;
-    Ok(value.and_then(|v| parse_lease(&v)).map(|(token, id, since_ms)| LeaderInfo {
-        id,
-        since: DateTime::from_timestamp_millis(since_ms).unwrap_or_default(),
-        lease_expires_in_ms: u64::try_from(pttl).unwrap_or(0),
-        token,
-    }))
-}
-
-/// Splits a lease value `<token>|<holder>|<since ms>`.
-fn parse_lease(value: &str) -> Option<(Token, String, i64)> {
-    let mut parts = value.splitn(3, '|');
-    let token = parts.next()?.parse().ok()?;
-    let holder = parts.next()?.to_owned();
-    let since = parts.next()?.parse().ok()?;
-    Some((token, holder, since))
-}
-
 /// This instance's view of its own leadership, valid only until the lease would have expired
 /// since the last successful renewal: if Redis stops answering, the instance stops believing it
 /// leads before anyone else can take over.
@@ -141,12 +107,6 @@ impl Leadership {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lease_values_round_trip() {
-        assert_eq!(parse_lease("7|producer-a|1700000000000"), Some((7, "producer-a".into(), 1_700_000_000_000)));
-        assert_eq!(parse_lease("garbage"), None);
-    }
 
     #[test]
     fn leadership_lapses_when_renewals_stop() {

@@ -5,16 +5,15 @@
 //! by. Ticks are driven by apalis-cron on every instance, so the leader also *claims* each tick in
 //! Redis under its scheduled time, fenced by its lease token, before enqueueing it: a tick is
 //! enqueued at most once even while leadership changes hands. Tick counters (enqueued, duplicates
-//! skipped, missed while no one led) and the last tick live in Redis for `ranq status`.
+//! skipped, missed while no one led) and the last tick live in Redis for `ranq status` (their
+//! formats are `ranq_core::fleet`'s, their readers `ranq-status`'s).
 //!
 //! Architecture Invariant: the producer never writes snapshots; it only enqueues jobs.
 
-mod audit;
 mod lease;
 mod run;
 mod tick;
 
-pub use audit::{LastTick, TickCounters, read_last_tick, read_tick_counters};
-pub use lease::{LeaderInfo, Lease, LeaseState, Token, read_leader};
+pub use lease::{Lease, LeaseState};
 pub use run::{parse_schedule, run};
 pub use tick::{Producer, TickOutcome, tick_id};

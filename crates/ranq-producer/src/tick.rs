@@ -14,8 +14,8 @@ use ranq_queue::Queue;
 use ranq_runtime::ProducerMode;
 use ranq_runtime::settings::ProducerSettings;
 
-use crate::audit::{ENQUEUED, LastTick, MISSED};
-use crate::lease::{Leadership, Lease, LeaseState, Token};
+use crate::lease::{Leadership, Lease, LeaseState};
+use ranq_core::{LastTick, TickCounters, Token};
 
 /// How long a tick claim is kept; far longer than any schedule's period.
 const TICK_CLAIM_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -134,7 +134,7 @@ impl Producer {
     async fn count_missed_ticks(&self) -> anyhow::Result<u64> {
         let keys = self.cache.keys();
         let mut conn = self.cache.connection();
-        let Some(last) = crate::audit::read_last_tick(&mut conn, keys).await? else { return Ok(0) };
+        let Some(last) = ranq_status::read_last_tick(&mut conn, keys).await? else { return Ok(0) };
         let Ok(last) = DateTime::parse_from_rfc3339(&last.id) else { return Ok(0) };
         let horizon = Utc::now() - chrono::Duration::milliseconds(500);
         let missed =
@@ -142,7 +142,12 @@ impl Producer {
                 as u64;
         if missed > 0 {
             metrics::counter!("ranq_ticks_total", "outcome" => "missed").increment(missed);
-            redis::cmd("HINCRBY").arg(keys.ticks()).arg(MISSED).arg(missed).query_async::<()>(&mut conn).await?;
+            redis::cmd("HINCRBY")
+                .arg(keys.ticks())
+                .arg(TickCounters::MISSED)
+                .arg(missed)
+                .query_async::<()>(&mut conn)
+                .await?;
         }
         Ok(missed)
     }
@@ -200,7 +205,7 @@ impl Producer {
         redis::pipe()
             .cmd("HINCRBY")
             .arg(keys.ticks())
-            .arg(ENQUEUED)
+            .arg(TickCounters::ENQUEUED)
             .arg(1)
             .ignore()
             .cmd("SET")

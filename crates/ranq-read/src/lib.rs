@@ -1,5 +1,6 @@
 //! `ranq-read` is the read API (`ranq serve`, CONTRACT §5): it answers leaderboard requests from
-//! the snapshots in Redis and says how fresh each answer is — FRESH, STALE, or MISS.
+//! the snapshots in Redis and says how fresh each answer is — FRESH, STALE, or MISS. It also serves
+//! the fleet's status report at `/v1/status`.
 //!
 //! Architecture Invariant: this crate never opens a database connection and does not depend on
 //! `ranq-db`; everything it serves was computed by a worker. A slow or dead database cannot slow
@@ -14,19 +15,22 @@ mod on_miss;
 pub mod openapi;
 pub mod response;
 mod routes;
+mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ranq_cache::Cache;
 use ranq_core::FreshnessPolicy;
+use ranq_queue::QueueOptions;
 use ranq_runtime::Shutdown;
-use ranq_runtime::settings::ReadSettings;
+use ranq_runtime::settings::Settings;
 
 use crate::local::LocalSnapshots;
 pub use crate::metrics::ReadMetrics;
 pub use crate::on_miss::{Asked, Claim, OnMissRefresh};
 pub use crate::response::{TopResponse, read_top};
+use crate::status::SharedStatus;
 
 /// Shared state of every request.
 #[derive(Debug, Clone)]
@@ -38,6 +42,8 @@ pub(crate) struct AppState {
     pub on_miss: Option<Arc<OnMissRefresh>>,
     /// In-memory copies of snapshots; `None` when `read.local_ttl` is zero.
     pub local: Option<Arc<LocalSnapshots>>,
+    /// The shared fleet report of `/v1/status`; `None` when `read.ui` is off.
+    pub status: Option<Arc<SharedStatus>>,
 }
 
 /// A bound, not yet running, read server.
@@ -50,8 +56,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `settings.listen` (use port 0 for an ephemeral port).
-    pub async fn bind(settings: &ReadSettings, cache: Cache) -> anyhow::Result<Self> {
+    /// Binds `settings.read.listen` (use port 0 for an ephemeral port). The worker settings tell
+    /// `/v1/status` which workers count as alive.
+    pub async fn bind(settings: &Settings, cache: Cache) -> anyhow::Result<Self> {
+        let queue = QueueOptions {
+            heartbeat: settings.worker.heartbeat,
+            missed_heartbeats: settings.worker.missed_heartbeats,
+            ..QueueOptions::default()
+        };
+        let settings = &settings.read;
         let listener = tokio::net::TcpListener::bind(&settings.listen).await.map_err(|e| {
             anyhow::anyhow!("cannot listen on {}: {e} (pick another address with --listen)", settings.listen)
         })?;
@@ -63,6 +76,7 @@ impl Server {
             metrics: Arc::new(ReadMetrics::new()),
             on_miss,
             local: local.clone(),
+            status: settings.ui.then(|| Arc::new(SharedStatus::new(&cache, &queue, settings.freshness()))),
         };
         Ok(Self { listener, router: routes::router(state, settings.request_timeout), cache, local })
     }

@@ -23,6 +23,7 @@ use crate::response::TopResponse;
     paths(
         crate::routes::top,
         crate::routes::member,
+        crate::routes::status,
         crate::routes::healthz,
         crate::routes::readyz,
         crate::routes::metrics,

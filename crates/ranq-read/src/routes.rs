@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ranq_core::{Freshness, GroupId, IdError, MemberId, parse_group_id, parse_limit};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::openapi::{ErrorBody, Health, MemberBody, MissBody, NotInTopBody};
@@ -21,7 +22,8 @@ const STATUS_HEADER: &str = "x-ranq-status";
 const WAIT_POLL: Duration = Duration::from_millis(10);
 
 pub(crate) fn router(state: AppState, request_timeout: Duration) -> Router {
-    Router::new()
+    let pages = if state.status.is_some() { Router::new().route("/v1/status", get(status)) } else { Router::new() };
+    pages
         .route("/v1/groups/{group}/top", get(top))
         .route("/v1/groups/{group}/members/{member}", get(member))
         .route("/healthz", get(healthz))
@@ -31,11 +33,12 @@ pub(crate) fn router(state: AppState, request_timeout: Duration) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .with_state(state)
 }
 
 /// A JSON error with a stable machine-readable `code` next to the human message.
-fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
     (status, axum::Json(ErrorBody { error: message.into(), code })).into_response()
 }
 
@@ -47,7 +50,7 @@ fn bad_input(e: &IdError) -> Response {
     error(StatusCode::BAD_REQUEST, code, e.to_string())
 }
 
-fn cache_unavailable(e: &ranq_cache::CacheError) -> Response {
+fn cache_unavailable(e: &dyn std::fmt::Display) -> Response {
     tracing::warn!(error = %e, "read failed: cache unavailable");
     error(StatusCode::SERVICE_UNAVAILABLE, "cache_unavailable", "the cache is unavailable; try again shortly")
 }
@@ -348,6 +351,23 @@ pub(crate) async fn member(
     }
 }
 
+/// The fleet at a glance: the object `ranq status --json` prints (leader, ticks, queue, workers,
+/// freshness with an age histogram, quarantine). Gathered at most once a second per process.
+#[utoipa::path(get, path = "/v1/status", tag = "operations", responses(
+    (status = 200, description = "The report of `ranq status --json` (CONTRACT §6)", content_type = "application/json", body = Object),
+    (status = 404, description = "The web board is off (`read.ui = false`)", body = ErrorBody),
+    (status = 503, description = "Redis unavailable", body = ErrorBody),
+))]
+pub(crate) async fn status(State(state): State<AppState>) -> Response {
+    let Some(shared) = &state.status else { return not_found().await };
+    match shared.json(&state.cache).await {
+        Ok(body) => {
+            ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+        }
+        Err(e) => cache_unavailable(&e),
+    }
+}
+
 /// The process is alive.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
 pub(crate) async fn healthz() -> Response {
@@ -380,7 +400,7 @@ pub(crate) async fn openapi_json() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document()).into_response()
 }
 
-async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no_route", "no such endpoint; see GET /v1/groups/{group}/top")
 }
 

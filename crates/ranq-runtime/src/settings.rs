@@ -140,6 +140,8 @@ pub struct ReadSettings {
     /// are dropped at once when a worker writes the group; this bounds them if a message is lost.
     #[serde(with = "humantime_serde")]
     pub local_ttl: Duration,
+    /// Serve the fleet's status report at `/v1/status`.
+    pub ui: bool,
 }
 
 /// `read.on_miss`.
@@ -196,6 +198,7 @@ impl Default for Settings {
                 miss_wait: Duration::ZERO,
                 refresh_rate: 100,
                 local_ttl: Duration::from_secs(1),
+                ui: true,
             },
         }
     }

@@ -44,7 +44,7 @@ pub async fn worker(ctx: &Context) -> anyhow::Result<ExitCode> {
 
 pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
     let cache = ctx.cache().await?;
-    let server = ranq_read::Server::bind(&ctx.settings.read, cache).await?;
+    let server = ranq_read::Server::bind(&ctx.settings, cache).await?;
     let addr = server.local_addr()?;
     tracing::info!(%addr, "read API listening on http://{addr}");
     server.run_until(shutdown_on_signals()).await?;

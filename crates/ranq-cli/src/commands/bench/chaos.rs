@@ -291,7 +291,7 @@ async fn inject(
 
 /// Which of the fleet's producers holds the lease (its id ends in `-<pid>-<start ms>`).
 async fn leader_index(fleet: &Fleet, cache: &Cache) -> Option<usize> {
-    let leader = ranq_producer::read_leader(&mut cache.connection(), cache.keys()).await.ok()??;
+    let leader = ranq_status::read_leader(&mut cache.connection(), cache.keys()).await.ok()??;
     let pid: u32 = leader.id.rsplit('-').nth(1)?.parse().ok()?;
     fleet.producers.iter().position(|p| p.id() == Some(pid))
 }

@@ -84,9 +84,9 @@ async fn run(ctx: &Context, args: &ReadBenchArgs, cache: &Cache, shutdown: &Shut
         .collect();
     cache.write_batch(&[Write::Snapshot(Snapshot::new(GROUP, Utc::now().timestamp_micros(), entries))]).await?;
 
-    let mut settings = ctx.settings.read.clone();
-    settings.listen = "127.0.0.1:0".into();
-    settings.on_miss = OnMiss::None;
+    let mut settings = ctx.settings.clone();
+    settings.read.listen = "127.0.0.1:0".into();
+    settings.read.on_miss = OnMiss::None;
     let api = ranq_read::Server::bind(&settings, cache.clone()).await?;
     let api_url = format!("http://{}/v1/groups/{GROUP}/top", api.local_addr()?);
     tokio::spawn(api.run_until(shutdown.clone()));
