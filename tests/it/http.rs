@@ -1,5 +1,6 @@
 //! The read API over real HTTP against real Redis (CONTRACT §5): statuses by age, 400 for bad
-//! input, 404 MISS, ETag/304, the member endpoint, JSON errors everywhere, and `/v1/status`.
+//! input, 404 MISS, ETag/304, the member endpoint, JSON errors everywhere, `/v1/status` and the
+//! web board's pages.
 
 use std::time::Duration;
 
@@ -535,6 +536,42 @@ async fn v1_status_reports_freshness_by_age_bucket_and_the_queue_as_ranq_status_
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let (_, _, later) = api.get("/v1/status").await;
     assert_ne!(later["now"], report["now"], "a report older than a second is gathered again");
+    api.shutdown.trigger();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_web_pages_are_served_with_a_strict_policy_and_revalidate_by_etag() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let api = Api::start(env.cache().await).await;
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/ops", "text/html; charset=utf-8"),
+        ("/assets/board.js", "text/javascript; charset=utf-8"),
+        ("/assets/ops.js", "text/javascript; charset=utf-8"),
+        ("/assets/style.css", "text/css; charset=utf-8"),
+    ] {
+        let response = api.http.get(format!("{}{path}", api.base)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let headers = response.headers().clone();
+        assert_eq!(headers["content-type"], content_type, "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        if content_type.starts_with("text/html") {
+            let csp = headers["content-security-policy"].to_str().unwrap();
+            assert!(csp.contains("default-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
+        }
+        assert!(!response.bytes().await.unwrap().is_empty(), "{path} is empty");
+        let etag = headers["etag"].to_str().unwrap();
+        let again = api.http.get(format!("{}{path}", api.base)).header("if-none-match", etag).send().await.unwrap();
+        assert_eq!(again.status().as_u16(), 304, "{path}");
+    }
+    let (status, _, body) = api.get("/assets/nothing.js").await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("no_asset")), "{body}");
+    let (status, _, _) = api.get("/assets/index.html").await;
+    assert_eq!(status, 404, "pages are served at their own paths only");
+    // Read-only: the pages' routes take GET only.
+    let post = api.http.post(format!("{}/v1/status", api.base)).send().await.unwrap();
+    assert_eq!(post.status().as_u16(), 405);
     api.shutdown.trigger();
     env.cleanup().await;
 }

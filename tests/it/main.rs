@@ -5,6 +5,7 @@
 
 mod architecture;
 mod bench;
+mod browser;
 mod chaos;
 mod cli;
 mod config;

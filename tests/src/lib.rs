@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used)] // Test support: a failed setup step should panic with its message.
 
+pub mod browser;
 pub mod process;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use ranq_cache::Cache;
 use ranq_core::{Entry, GroupId, RankedRow};
 use ranq_db::{Pool, Source};
 
+pub use browser::Browser;
 pub use process::{Proc, ranq_bin};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);

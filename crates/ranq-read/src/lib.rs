@@ -1,6 +1,7 @@
 //! `ranq-read` is the read API (`ranq serve`, CONTRACT §5): it answers leaderboard requests from
-//! the snapshots in Redis and says how fresh each answer is — FRESH, STALE, or MISS. It also serves
-//! the fleet's status report at `/v1/status`.
+//! the snapshots in Redis and says how fresh each answer is — FRESH, STALE, or MISS. It also hosts
+//! a small read-only web board on the same port: `/` shows a group's leaderboard, `/ops` the
+//! fleet's status (`/v1/status`).
 //!
 //! Architecture Invariant: this crate never opens a database connection and does not depend on
 //! `ranq-db`; everything it serves was computed by a worker. A slow or dead database cannot slow
@@ -16,6 +17,7 @@ pub mod openapi;
 pub mod response;
 mod routes;
 mod status;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,7 +44,8 @@ pub(crate) struct AppState {
     pub on_miss: Option<Arc<OnMissRefresh>>,
     /// In-memory copies of snapshots; `None` when `read.local_ttl` is zero.
     pub local: Option<Arc<LocalSnapshots>>,
-    /// The shared fleet report of `/v1/status`; `None` when `read.ui` is off.
+    /// The shared fleet report of `/v1/status`; `None` when `read.ui` is off (and the pages
+    /// with it).
     pub status: Option<Arc<SharedStatus>>,
 }
 

@@ -22,7 +22,15 @@ const STATUS_HEADER: &str = "x-ranq-status";
 const WAIT_POLL: Duration = Duration::from_millis(10);
 
 pub(crate) fn router(state: AppState, request_timeout: Duration) -> Router {
-    let pages = if state.status.is_some() { Router::new().route("/v1/status", get(status)) } else { Router::new() };
+    let pages = if state.status.is_some() {
+        Router::new()
+            .route("/", get(crate::web::board))
+            .route("/ops", get(crate::web::ops))
+            .route("/assets/{name}", get(crate::web::asset))
+            .route("/v1/status", get(status))
+    } else {
+        Router::new()
+    };
     pages
         .route("/v1/groups/{group}/top", get(top))
         .route("/v1/groups/{group}/members/{member}", get(member))

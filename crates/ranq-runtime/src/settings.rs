@@ -140,7 +140,7 @@ pub struct ReadSettings {
     /// are dropped at once when a worker writes the group; this bounds them if a message is lost.
     #[serde(with = "humantime_serde")]
     pub local_ttl: Duration,
-    /// Serve the fleet's status report at `/v1/status`.
+    /// Serve the web board (`/`), the operations page (`/ops`) and its data (`/v1/status`).
     pub ui: bool,
 }
 

@@ -87,6 +87,7 @@ pub async fn up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
 
     eprintln!();
     eprintln!("ranq is up: {} groups from {}", groups.len(), ranq_core::redact_url(&database_url));
+    eprintln!("  web board    http://{}/?group=1   (operations: http://{}/ops)", args.listen, args.listen);
     eprintln!("  leaderboard  http://{}/v1/groups/1/top", args.listen);
     eprintln!("  metrics      http://{}/metrics", args.listen);
     eprintln!(
