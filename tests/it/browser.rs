@@ -52,7 +52,7 @@ async fn the_board_turns_stale_by_itself_when_refreshes_stop_and_ops_shows_the_f
     });
     let _serve = Proc::spawn("serve", {
         let mut cmd = env.ranq();
-        cmd.args(["serve", "--listen", base.trim_start_matches("http://")]).env("RANQ_READ__STALE_AFTER", "4s");
+        cmd.args(["serve", "--listen", base.trim_start_matches("http://")]).env("RANQ_READ__STALE_AFTER", "10s");
         cmd
     });
     let http = reqwest::Client::new();
@@ -63,7 +63,7 @@ async fn the_board_turns_stale_by_itself_when_refreshes_stop_and_ops_shows_the_f
     .await;
 
     let browser = Browser::start(1280, 900).await;
-    browser.client.goto(&format!("{base}/?group={GROUP}")).await.unwrap();
+    browser.goto(&format!("{base}/?group={GROUP}")).await;
     browser.wait_for_text("#badge", "FRESH", Duration::from_secs(15)).await;
     let expected = truth(&source, GROUP).await;
     assert_eq!(expected.len(), 100, "150 members: a full top 100");
@@ -94,10 +94,10 @@ async fn the_board_turns_stale_by_itself_when_refreshes_stop_and_ops_shows_the_f
     assert_eq!(moves[0], "▲9up 9", "the climber's movement, and its words for screen readers");
     assert!(moves[1..10].iter().all(|m| m == "▼1down 1"), "{moves:?}");
     assert_eq!(moves[10], "–unchanged", "{moves:?}");
-    browser.wait_for_text("#badge", "FRESH", Duration::from_secs(5)).await;
+    browser.wait_for_text("#badge", "FRESH", Duration::from_secs(15)).await;
     browser.screenshot(&screenshots().join("board-fresh.png")).await;
 
-    // The refreshes stop: the snapshot ages past stale_after (4 s) and the page says so by itself.
+    // The refreshes stop: the snapshot ages past stale_after (10 s) and the page says so by itself.
     assert!(worker.terminate(Duration::from_secs(30)).success());
     browser.wait_for_text("#badge", "STALE", Duration::from_secs(30)).await;
     assert_eq!(browser.eval("return window.ranqTestMarker ?? null;").await, "no reload", "the page was reloaded");
@@ -117,19 +117,19 @@ async fn the_board_turns_stale_by_itself_when_refreshes_stop_and_ops_shows_the_f
         .await
         .unwrap()
         .expect("the producer holds the lease");
-    browser.client.goto(&format!("{base}/ops")).await.unwrap();
+    browser.goto(&format!("{base}/ops")).await;
     browser.wait_for_text("#leader", &leader.id, Duration::from_secs(15)).await;
     browser.wait_for_text("#queue-pending", &GROUPS.to_string(), Duration::from_secs(30)).await;
     browser.wait_for_text("#queue-running", "0", Duration::from_secs(15)).await;
     browser.wait_for_text("#queue-dead", "0", Duration::from_secs(5)).await;
     browser.wait_for_text("#groups-cached", &GROUPS.to_string(), Duration::from_secs(5)).await;
-    browser.client.set_window_size(1280, 1250).await.unwrap();
+    browser.resize(1280, 1250).await;
     browser.screenshot(&screenshots().join("ops.png")).await;
     browser.close().await;
 
     // On a phone: the same board, one column.
     let phone = Browser::phone().await;
-    phone.client.goto(&format!("{base}/?group={GROUP}")).await.unwrap();
+    phone.goto(&format!("{base}/?group={GROUP}")).await;
     phone.wait_for_text("#badge", "STALE", Duration::from_secs(15)).await;
     let overflow = phone.eval("return document.documentElement.scrollWidth - window.innerWidth;").await;
     assert!(overflow.as_i64().is_some_and(|px| px <= 0), "the page scrolls sideways on a phone by {overflow} px");

@@ -6,20 +6,37 @@
 //! `PATH`. Missing, they fail the test with how to install them (`scripts/test` does); a browser
 //! test is never skipped.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::{Proc, eventually, free_port};
+use crate::{eventually, free_port};
 
-/// One browser session and the driver behind it; both end when this drops.
+/// How long one WebDriver command may take before the test calls the browser stuck.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One browser session and the driver behind it. On drop (a failed test included) the driver's
+/// whole process group is killed — Chromium with it — and the profile removed.
 pub struct Browser {
     pub client: Client,
-    _driver: Proc,
+    driver: Child,
     profile: PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.driver.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
 }
 
 impl std::fmt::Debug for Browser {
@@ -60,9 +77,15 @@ impl Browser {
         let driver_bin = find("RANQ_TEST_CHROMEDRIVER", "chromedriver");
         let chromium = find("RANQ_TEST_CHROMIUM", "chromium");
         let port = free_port();
-        let mut cmd = Command::new(&driver_bin);
-        cmd.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
-        let driver = Proc::spawn("chromedriver", cmd);
+        // A process group of its own, so that Chromium, the driver's child, goes with it.
+        let driver = Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} does not start: {e}", driver_bin.display()));
         let profile = std::env::temp_dir().join(format!("ranq_t_chromium_{}_{port}", std::process::id()));
         let capabilities = json!({
             "goog:chromeOptions": {
@@ -86,17 +109,38 @@ impl Browser {
             let (capabilities, url) = (capabilities.clone(), url.clone());
             async move {
                 let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-                ClientBuilder::new(connector).capabilities(capabilities).connect(&url).await.ok()
+                let mut builder = ClientBuilder::new(connector);
+                builder.capabilities(capabilities);
+                tokio::time::timeout(COMMAND_TIMEOUT, builder.connect(&url)).await.ok()?.ok()
             }
         })
         .await;
-        Self { client, _driver: driver, profile }
+        Self { client, driver, profile }
+    }
+
+    /// Resizes the window (screenshots show the viewport only).
+    pub async fn resize(&self, width: u32, height: u32) {
+        tokio::time::timeout(COMMAND_TIMEOUT, self.client.set_window_size(width, height))
+            .await
+            .expect("the resize finishes")
+            .expect("the window resizes");
+    }
+
+    /// Opens `url` and waits for it to load.
+    pub async fn goto(&self, url: &str) {
+        tokio::time::timeout(COMMAND_TIMEOUT, self.client.goto(url))
+            .await
+            .unwrap_or_else(|_| panic!("{url} did not load within {COMMAND_TIMEOUT:?}"))
+            .unwrap_or_else(|e| panic!("{url} did not load: {e}"));
     }
 
     /// The trimmed text of the first element matching `css`, if there is one.
     pub async fn text(&self, css: &str) -> Option<String> {
-        let element = self.client.find(Locator::Css(css)).await.ok()?;
-        Some(element.text().await.ok()?.trim().to_owned())
+        let read = async {
+            let element = self.client.find(Locator::Css(css)).await.ok()?;
+            Some(element.text().await.ok()?.trim().to_owned())
+        };
+        tokio::time::timeout(COMMAND_TIMEOUT, read).await.ok()?
     }
 
     /// Waits until the element at `css` reads `expected`; panics with what it read instead.
@@ -108,21 +152,26 @@ impl Browser {
 
     /// Runs `script` (a function body; `return` gives the value) in the page.
     pub async fn eval(&self, script: &str) -> Value {
-        self.client.execute(script, vec![]).await.expect("the script runs")
+        tokio::time::timeout(COMMAND_TIMEOUT, self.client.execute(script, vec![]))
+            .await
+            .expect("the script finishes")
+            .expect("the script runs")
     }
 
     /// Saves a PNG of the viewport to `path`, creating its folder.
     pub async fn screenshot(&self, path: &Path) {
-        let png = self.client.screenshot().await.expect("a screenshot");
+        let png = tokio::time::timeout(COMMAND_TIMEOUT, self.client.screenshot())
+            .await
+            .expect("the screenshot finishes")
+            .expect("a screenshot");
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).expect("the screenshot folder");
         }
         std::fs::write(path, png).expect("the screenshot is written");
     }
 
-    /// Ends the session (and the browser); the driver stops on drop.
+    /// Ends the session politely; drop then stops the driver and whatever is left.
     pub async fn close(self) {
-        let _ = self.client.clone().close().await;
-        let _ = std::fs::remove_dir_all(&self.profile);
+        let _ = tokio::time::timeout(COMMAND_TIMEOUT, self.client.clone().close()).await;
     }
 }

@@ -1,7 +1,8 @@
 //! The producer's bookkeeping in Redis, as both sides see it: the producer writes the leader
 //! lease, the tick counters and the last tick; `ranq status` and the read API's `/v1/status`
-//! read them (CONTRACT §6). The value formats live here, once, so the writer and the readers
-//! cannot drift apart.
+//! read them (CONTRACT §6). The value formats live here, so the writer and the readers share one
+//! definition; the producer's Lua scripts, which write the lease and the duplicates counter, spell
+//! the same formats out and say so.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

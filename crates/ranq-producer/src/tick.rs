@@ -225,7 +225,7 @@ impl Producer {
         let mut conn = self.cache.connection();
         let lease: Option<String> =
             redis::cmd("GET").arg(self.cache.keys().leader()).query_async(&mut conn).await.unwrap_or(None);
-        lease.and_then(|l| l.split('|').next().and_then(|t| t.parse::<Token>().ok())) == Some(token)
+        lease.and_then(|l| ranq_core::fleet::parse_lease(&l)).map(|(held, _, _)| held) == Some(token)
     }
 
     /// The groups this tick refreshes: all of them, or the dirty ones between full sweeps. A full

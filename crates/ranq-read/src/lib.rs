@@ -79,7 +79,9 @@ impl Server {
             metrics: Arc::new(ReadMetrics::new()),
             on_miss,
             local: local.clone(),
-            status: settings.ui.then(|| Arc::new(SharedStatus::new(&cache, &queue, settings.freshness()))),
+            status: settings
+                .ui
+                .then(|| Arc::new(SharedStatus::new(&cache, &queue, settings.freshness(), settings.request_timeout))),
         };
         Ok(Self { listener, router: routes::router(state, settings.request_timeout), cache, local })
     }

@@ -45,6 +45,19 @@ pub(crate) fn router(state: AppState, request_timeout: Duration) -> Router {
         .with_state(state)
 }
 
+/// Whether the request's `If-None-Match` names `etag` (or `*`). The comparison is weak (RFC 9110
+/// §13.1.2): a proxy that compresses answers marks their tags `W/`, and they still match.
+pub(crate) fn none_match(request: &HeaderMap, etag: &str) -> bool {
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    let etag = opaque(etag);
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|tags| tags.split(','))
+        .any(|tag| tag.trim() == "*" || opaque(tag) == etag)
+}
+
 /// A JSON error with a stable machine-readable `code` next to the human message.
 pub(crate) fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
     (status, axum::Json(ErrorBody { error: message.into(), code })).into_response()
@@ -274,11 +287,7 @@ pub(crate) async fn top(
     if let Ok(value) = HeaderValue::from_str(&format!("max-age={max_age}")) {
         out_headers.insert(header::CACHE_CONTROL, value);
     }
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    if matches {
+    if none_match(&headers, &etag) {
         return (StatusCode::NOT_MODIFIED, out_headers).into_response();
     }
     out_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -12,6 +12,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::LazyLock;
 
 use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -65,7 +66,10 @@ pub(crate) async fn ops(headers: HeaderMap) -> Response {
 }
 
 /// `GET /assets/{name}`: a script, the style sheet or the icon.
-pub(crate) async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn asset(name: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Response {
+    let Ok(Path(name)) = name else {
+        return crate::routes::error(StatusCode::NOT_FOUND, "no_asset", "no asset by that name");
+    };
     if name.ends_with(".html") {
         return crate::routes::not_found().await; // pages have their own paths
     }
@@ -86,11 +90,7 @@ fn serve(name: &str, request: &HeaderMap) -> Response {
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
         headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     }
-    let unchanged = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag));
-    if unchanged {
+    if crate::routes::none_match(request, etag) {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));

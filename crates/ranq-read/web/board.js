@@ -3,7 +3,7 @@
 // server a 304, and ticks the age locally between answers instead of asking again.
 
 import {
-  $, el, setText, readJson, get, Retry, startPolling, announce, plainInt, groupedInt, duration, timeEl,
+  $, el, setText, get, Retry, startPolling, announce, plainInt, groupedInt, duration, timeEl,
 } from '/assets/common.js';
 
 const LIMIT = 100;
@@ -24,7 +24,8 @@ function parseGroup(raw) {
 function groupError(message) {
   $('group-error').textContent = message;
   $('group-error').hidden = !message;
-  $('group-input').toggleAttribute('aria-invalid', Boolean(message));
+  if (message) $('group-input').setAttribute('aria-invalid', 'true');
+  else $('group-input').removeAttribute('aria-invalid');
 }
 
 function recent() {
@@ -64,15 +65,15 @@ function select(group, remember = true) {
 async function tick() {
   const { group } = S;
   if (!group) return;
-  let res;
+  let res, body;
   try {
-    res = await get(`/v1/groups/${encodeURIComponent(group)}/top`, S.etag ? { 'If-None-Match': S.etag } : {});
+    ({ res, body } = await get(`/v1/groups/${encodeURIComponent(group)}/top`, S.etag ? { 'If-None-Match': S.etag } : {}));
   } catch {
     throw new Retry('');
   }
   const header = (res.headers.get('X-Ranq-Status') || '').toUpperCase();
-  const body = res.status === 304 ? null : await readJson(res);
   if (group !== S.group) return; // another group was picked meanwhile
+  if (res.status === 200 || res.status === 304) S.staleAt = staleAt(res);
 
   if (res.status === 304 && S.snap) {
     if (STATUSES.includes(header) && header !== S.status) {
@@ -86,7 +87,7 @@ async function tick() {
     const was = S.status;
     Object.assign(S, { etag: null, status: 'MISS', miss: body || {} });
     render();
-    if (was !== 'MISS') announce(`Group ${group} is not cached yet; a refresh has been requested.`);
+    if (was !== 'MISS') announce(`Group ${group} is not cached.`);
   } else if (res.status >= 400 && res.status < 500 && ![304, 408, 429].includes(res.status)) {
     S = {};
     render();
@@ -118,8 +119,18 @@ function snapshot(body, etag, header) {
   });
   render(newVersion, moved);
   if (first || was === 'MISS') announce(`Showing the top of group ${S.group}, ${S.status || 'status unknown'}.`);
-  else if (newVersion) announce('Leaderboard updated.');
+  else if (moved) announce('Leaderboard updated: the ranking changed.');
   else if (was !== S.status) announceStatus();
+}
+
+/**
+ * When this answer turns STALE, on this page's clock: `Cache-Control: max-age` is the whole
+ * seconds left (so up to a second early). It lets the badge age while the API is out of reach,
+ * instead of showing FRESH beside an age of minutes.
+ */
+function staleAt(res) {
+  const m = /max-age=(\d+)/.exec(res.headers.get('Cache-Control') || '');
+  return m ? performance.now() + (Number(m[1]) + 1) * 1000 : null;
 }
 
 function announceStatus() {
@@ -144,12 +155,14 @@ function render(rows = false, flash = false) {
   badge.hidden = !status;
   badge.textContent = status || '';
   badge.dataset.status = status || '';
-  $('updating').hidden = status !== 'STALE';
+  // A quarantined group is not being refreshed: its note says so instead.
+  $('updating').hidden = status !== 'STALE' || snap?.quarantined === true;
   $('age-line').hidden = !snap || miss;
   $('loading').hidden = miss || Boolean(snap);
   $('empty').hidden = !miss;
   $('table-box').hidden = miss || !snap;
-  setText('empty-text', `Group ${group} is not cached yet. A refresh has been requested; this page updates by itself.`);
+  setText('empty-text', `Group ${group} is not cached. If it exists, the workers will cache it shortly `
+    + 'and this page will show it by itself.');
   renderQuarantine(miss ? S.miss : snap, miss);
   if (snap) {
     renderAge();
@@ -219,7 +232,15 @@ $('recent').addEventListener('click', (ev) => {
   if (btn) select(btn.dataset.group);
 });
 
-setInterval(() => { if (S.snap && S.status !== 'MISS' && !document.hidden) renderAge(); }, 1000);
+setInterval(() => {
+  if (!S.snap || S.status === 'MISS' || document.hidden) return;
+  if (S.status === 'FRESH' && S.staleAt && performance.now() > S.staleAt) {
+    S.status = 'STALE'; // the server will say so too at the next answer
+    render();
+    announceStatus();
+  }
+  renderAge();
+}, 1000);
 
 const poller = startPolling(tick);
 renderRecent();

@@ -30,7 +30,7 @@ function exact(_key, value, ctx) {
 }
 
 /** The parsed JSON body, or null. */
-export async function readJson(res) {
+async function readJson(res) {
   try {
     const text = await res.text();
     return text ? JSON.parse(text, exact) : null;
@@ -39,12 +39,23 @@ export async function readJson(res) {
   }
 }
 
-/** GET without the HTTP cache, with a timeout so one hung request cannot stall the poll chain. */
-export function get(url, headers = {}) {
+/**
+ * GET without the HTTP cache: `{ res, body }`, body being the parsed JSON (null for a 304 or none).
+ * One timeout covers the headers and the body, so a request that stalls anywhere cannot stall
+ * the poll chain.
+ */
+export async function get(url, headers = {}) {
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), 10000);
-  return fetch(url, { cache: 'no-store', headers: { Accept: 'application/json', ...headers }, signal: ctl.signal })
-    .finally(() => clearTimeout(timer));
+  try {
+    const res = await fetch(url, {
+      cache: 'no-store', headers: { Accept: 'application/json', ...headers }, signal: ctl.signal,
+    });
+    const body = res.status === 304 ? null : await readJson(res);
+    return { res, body };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** A failure to back off from; its message is shown to the user. */
@@ -131,7 +142,9 @@ export function startPolling(tick) {
       why = err instanceof Retry ? err.message : '';
     }
     busy = false;
-    const delay = again ? 0 : failures ? Math.min(POLL_MS * 2 ** (failures - 1), BACKOFF_MAX_MS) : POLL_MS;
+    // Backoff with jitter, so many pages that lost the server together do not return together.
+    const backoff = () => Math.min(POLL_MS * 2 ** (failures - 1), BACKOFF_MAX_MS) * (0.8 + 0.4 * Math.random());
+    const delay = again ? 0 : failures ? Math.round(backoff()) : POLL_MS;
     retryAt = performance.now() + delay;
     renderNote();
     clearInterval(countdown);

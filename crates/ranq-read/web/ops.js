@@ -3,20 +3,19 @@
 // snapshots are fresh. Any field may be absent or null; a missing one shows "–" and breaks nothing.
 
 import {
-  $, el, setText, readJson, get, Retry, startPolling, announce, plainInt, num, duration, parseTime, timeEl,
+  $, el, setText, get, Retry, startPolling, announce, plainInt, num, duration, parseTime, timeEl,
 } from '/assets/common.js';
 
 const obj = (v) => (v && typeof v === 'object' && !Array.isArray(v) ? v : null);
 let lastLeader;
 
 async function tick() {
-  let res;
+  let res, body;
   try {
-    res = await get('/v1/status');
+    ({ res, body } = await get('/v1/status'));
   } catch {
     throw new Retry('');
   }
-  const body = await readJson(res);
   if (!res.ok || !obj(body)) throw new Retry(body?.error || `HTTP ${res.status}`);
   render(body);
 }
