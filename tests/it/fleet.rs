@@ -248,3 +248,45 @@ async fn a_ten_thousand_group_tick_goes_through_without_losing_a_worker() {
     drop((workers, producer));
     env.cleanup().await;
 }
+
+/// A supervisor that stops reading (a restarted journald, a dead `ranq up`) leaves each role
+/// writing its logs into a broken pipe. The roles keep working, and still drain and exit 0 on
+/// SIGTERM: a failed log write must not take down the task that made it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_keeps_working_and_stops_cleanly_after_its_log_pipe_breaks() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    env.seed(5, 3).await;
+    let base = format!("http://127.0.0.1:{}", free_port());
+    let piped = |name: &str, args: &[&str]| {
+        let mut cmd = env.ranq();
+        cmd.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        Proc::spawn(name, cmd)
+    };
+    let mut roles = [
+        piped("producer", &["producer", "--schedule", "* * * * * *"]),
+        piped("worker", &["worker"]),
+        piped("serve", &["serve", "--listen", base.trim_start_matches("http://")]),
+    ];
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(30), "the read API answers", || async {
+        http.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+    for role in &mut roles {
+        role.close_output();
+    }
+    // Every tick and every batch logs a line into the broken pipes; a refresh written after the
+    // break shows the fleet still works.
+    let broke = ranq_core::fence::version_of(chrono::Utc::now());
+    eventually(Duration::from_secs(30), "a refresh lands after the pipes broke", || async {
+        let response = http.get(format!("{base}/v1/groups/1/top")).send().await.ok()?;
+        let body: Value = response.json().await.ok()?;
+        (body["version"].as_i64()? > broke).then_some(())
+    })
+    .await;
+    for role in &mut roles {
+        let exit = role.terminate(Duration::from_secs(30));
+        assert!(exit.success(), "{} exited with {exit} after its log pipe broke", role.name);
+    }
+    env.cleanup().await;
+}

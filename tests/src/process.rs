@@ -79,6 +79,13 @@ impl Proc {
         self.child.wait().expect("wait works")
     }
 
+    /// Closes the reading end of the process's piped stdout and stderr, as a supervisor that
+    /// died would: its next write gets a broken pipe.
+    pub fn close_output(&mut self) {
+        drop(self.child.stdout.take());
+        drop(self.child.stderr.take());
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

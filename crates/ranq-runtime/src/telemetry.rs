@@ -20,7 +20,12 @@ pub fn init_with(format: Option<LogFormat>, default_filter: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(colour(std::io::stderr().is_terminal()));
+        .with_ansi(colour(std::io::stderr().is_terminal()))
+        // A log line that cannot be written is dropped. Left on, the subscriber reports the
+        // failure with `eprintln!`, which panics when stderr is the broken pipe: a supervisor
+        // that closed its end (a restarted journald, a dead `ranq up`) would panic whichever
+        // task logs next — the signal task included, and SIGTERM would then go unheard.
+        .log_internal_errors(false);
     // A second init (e.g. in tests) keeps the first subscriber; that is fine.
     let _ = match format {
         LogFormat::Text => builder.with_target(false).try_init(),
