@@ -510,12 +510,7 @@ async fn v1_status_reports_freshness_by_age_bucket_and_the_queue_as_ranq_status_
     let g = &report["groups"];
     assert_eq!((g["cached"].as_u64(), g["fresh"].as_u64(), g["stale"].as_u64()), (Some(5), Some(3), Some(1)));
     assert_eq!(g["expired"], 1, "{report}");
-    let buckets: Vec<(Option<u64>, u64)> = g["age_buckets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| (b["le_ms"].as_u64(), b["count"].as_u64().unwrap()))
-        .collect();
+    let buckets = ranq_tests::age_buckets(g);
     let expected =
         [(Some(100_000), 2), (Some(200_000), 0), (Some(300_000), 1), (Some(400_000), 0), (Some(1_000_000), 1)];
     assert_eq!(buckets, expected.into_iter().chain([(None, 1)]).collect::<Vec<_>>(), "{report}");

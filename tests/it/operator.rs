@@ -115,12 +115,7 @@ async fn status_counts_freshness_and_lists_the_stale_groups_oldest_first() {
     assert!((100_000..105_000).contains(&ms("p50")), "{status}");
     assert!((700_000..705_000).contains(&ms("p99")) && (700_000..705_000).contains(&ms("max")), "{status}");
     // The default policy's buckets: quarters of stale_after (90 s), then max_age (10 min), then beyond.
-    let buckets: Vec<(Option<u64>, u64)> = g["age_buckets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| (b["le_ms"].as_u64(), b["count"].as_u64().unwrap()))
-        .collect();
+    let buckets = ranq_tests::age_buckets(g);
     let expected =
         [(Some(22_500), 2), (Some(45_000), 0), (Some(67_500), 0), (Some(90_000), 0), (Some(600_000), 2), (None, 1)];
     assert_eq!(buckets, expected, "{status}");

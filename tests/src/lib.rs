@@ -175,6 +175,13 @@ where
     }
 }
 
+/// The `age_buckets` of a status report's `groups` object, as (upper bound in ms, count); the
+/// last bound is `None`.
+pub fn age_buckets(groups: &serde_json::Value) -> Vec<(Option<u64>, u64)> {
+    let buckets = groups["age_buckets"].as_array().unwrap_or_else(|| panic!("no age_buckets in {groups}"));
+    buckets.iter().map(|b| (b["le_ms"].as_u64(), b["count"].as_u64().unwrap())).collect()
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
