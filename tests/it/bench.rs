@@ -1,4 +1,4 @@
-//! `ranq bench compare` at a tiny size: it runs the three architectures end to end, writes its
+//! `ranq-bench compare` at a tiny size: it runs the three architectures end to end, writes its
 //! report, cleans up after itself, and its figures show the trade-offs the comparison is about.
 //! (Speed itself is never asserted; the bench prints it.)
 
@@ -10,8 +10,8 @@ async fn bench_compare_measures_the_three_architectures_and_leaves_nothing_behin
     let env = TestEnv::new(Dialect::Postgres).await;
     let report = env.dir.join("compare.json");
     let out = env
-        .ranq()
-        .args(["bench", "compare", "--groups", "50", "--members", "5", "--servers", "3"])
+        .ranq_bench()
+        .args(["compare", "--groups", "50", "--members", "5", "--servers", "3"])
         .args(["--duration", "4s", "--period", "1s", "--read-rate", "200", "--json"])
         .arg(&report)
         .arg("--svg")
@@ -55,26 +55,25 @@ async fn bench_compare_measures_the_three_architectures_and_leaves_nothing_behin
     assert!(svg.starts_with("<svg") && svg.contains("database queries per minute"), "{}", &svg[..200.min(svg.len())]);
     let redrawn = env.dir.join("again.svg");
     let out = env
-        .ranq()
-        .args(["bench", "compare", "--replot"])
+        .ranq_bench()
+        .args(["compare", "--replot"])
         .arg(env.dir.join("compare.json"))
         .arg("--svg")
         .arg(&redrawn)
         .output()
         .unwrap();
     assert!(out.status.success() && redrawn.exists(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out =
-        env.ranq().args(["bench", "compare", "--replot", "/etc/hostname", "--svg"]).arg(&redrawn).output().unwrap();
+    let out = env.ranq_bench().args(["compare", "--replot", "/etc/hostname", "--svg"]).arg(&redrawn).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 
     // The bench's schema and keys are gone.
-    let mut conn = env.cache().await.connection();
+    let mut conn = env.redis().await;
     let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", env.namespace)).query_async(&mut conn).await.unwrap();
     assert!(keys.is_empty(), "left behind: {:?}", &keys[..keys.len().min(5)]);
     env.cleanup().await;
 }
 
-/// `ranq bench chaos`, CI-sized: every kind of fault once against a real fleet on its own
+/// `ranq-bench chaos`, CI-sized: every kind of fault once against a real fleet on its own
 /// redis-server and behind its own database proxy. What must hold, holds: no group lost, no tick
 /// enqueued twice, no 5xx but the honest 503 while Redis is down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,8 +81,8 @@ async fn bench_chaos_injects_every_fault_and_loses_nothing() {
     let env = TestEnv::new(Dialect::Postgres).await;
     let report = env.dir.join("chaos.json");
     let out = env
-        .ranq()
-        .args(["bench", "chaos", "--duration", "20s", "--every", "1s", "--groups", "30", "--members", "5"])
+        .ranq_bench()
+        .args(["chaos", "--duration", "20s", "--every", "1s", "--groups", "30", "--members", "5"])
         .args(["--workers", "2", "--json"])
         .arg(&report)
         .output()

@@ -38,7 +38,7 @@ async fn rows(browser: &Browser) -> Vec<Entry> {
 async fn the_board_turns_stale_by_itself_when_refreshes_stop_and_ops_shows_the_fleet() {
     let env = TestEnv::new(Dialect::Postgres).await;
     env.seed(GROUPS as u32, 150).await;
-    let source = env.source().await;
+    let sql = env.sql().await;
     let base = format!("http://127.0.0.1:{}", free_port());
     let _producer = Proc::spawn("producer", {
         let mut cmd = env.ranq();
@@ -65,7 +65,7 @@ async fn the_board_turns_stale_by_itself_when_refreshes_stop_and_ops_shows_the_f
     let browser = Browser::start(1280, 900).await;
     browser.goto(&format!("{base}/?group={GROUP}")).await;
     browser.wait_for_text("#badge", "FRESH", Duration::from_secs(15)).await;
-    let expected = truth(&source, GROUP).await;
+    let expected = truth(&sql, GROUP).await;
     assert_eq!(expected.len(), 100, "150 members: a full top 100");
     assert_eq!(rows(&browser).await, expected, "the board shows the SQL truth's top 100, in order");
     // Anything a reload would wipe out.
@@ -74,12 +74,11 @@ async fn the_board_turns_stale_by_itself_when_refreshes_stop_and_ops_shows_the_f
     // A score changes in SQL: the next refresh moves the member up, and the board shows the new
     // order with the movement, by itself.
     let climber = expected[9].member;
-    execute(
-        &source,
+    execute(&sql,
         &format!("UPDATE ranq_scores SET score = 1000000, updated_at = now() WHERE group_id = {GROUP} AND member_id = {climber}"),
     )
     .await;
-    let expected = truth(&source, GROUP).await;
+    let expected = truth(&sql, GROUP).await;
     assert_eq!(expected[0].member, climber);
     eventually(Duration::from_secs(30), "the board shows the new order", || async {
         (rows(&browser).await == expected).then_some(())
@@ -113,10 +112,7 @@ async fn the_board_turns_stale_by_itself_when_refreshes_stop_and_ops_shows_the_f
 
     // /ops: the producer still leads and ticks every second; with no worker, every group waits
     // in the queue, exactly once each (a group never has two refreshes pending).
-    let leader = ranq_status::read_leader(&mut env.cache().await.connection(), env.cache().await.keys())
-        .await
-        .unwrap()
-        .expect("the producer holds the lease");
+    let leader = env.cache().await.ledger().leader().await.unwrap().expect("the producer holds the lease");
     browser.goto(&format!("{base}/ops")).await;
     browser.wait_for_text("#leader", &leader.id, Duration::from_secs(15)).await;
     browser.wait_for_text("#queue-pending", &GROUPS.to_string(), Duration::from_secs(30)).await;

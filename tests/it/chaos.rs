@@ -6,18 +6,19 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ranq_faults::{FaultProxy, PrivateRedis};
-use ranq_tests::{Dialect, Proc, TestEnv, eventually, execute, free_port, truth};
+use ranq_faults::FaultProxy;
+use ranq_launch::RedisServer;
+use ranq_tests::{Dialect, Proc, Sql, TestEnv, eventually, execute, free_port, truth};
 use serde_json::Value;
 
 /// The groups whose cached top-100, as `serve` answers it, is FRESH and equals the SQL truth.
-async fn fresh_and_true(http: &reqwest::Client, base: &str, source: &ranq_db::Source, groups: i64) -> usize {
+async fn fresh_and_true(http: &reqwest::Client, base: &str, sql: &Sql, groups: i64) -> usize {
     let mut ok = HashSet::new();
     for group in 1..=groups {
         let Ok(response) = http.get(format!("{base}/v1/groups/{group}/top")).send().await else { continue };
         let Ok(body) = response.json::<Value>().await else { continue };
         let entries: Vec<ranq_core::Entry> = serde_json::from_value(body["entries"].clone()).unwrap_or_default();
-        if body["status"] == "FRESH" && entries == truth(source, group).await {
+        if body["status"] == "FRESH" && entries == truth(sql, group).await {
             ok.insert(group);
         }
     }
@@ -48,8 +49,8 @@ async fn a_fleet_rebuilds_the_cache_by_itself_after_redis_restarts_empty() {
     const GROUPS: i64 = 60;
     let env = TestEnv::new(Dialect::Sqlite).await;
     env.seed(GROUPS as u32, 10).await;
-    let source = env.source().await;
-    let mut redis = PrivateRedis::start().expect("a private redis-server starts (scripts/test installs redis-server)");
+    let sql = env.sql().await;
+    let mut redis = RedisServer::start().expect("a private redis-server starts (scripts/test installs redis-server)");
     let url = redis.url();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -73,7 +74,7 @@ async fn a_fleet_rebuilds_the_cache_by_itself_after_redis_restarts_empty() {
     ];
     let http = reqwest::Client::new();
     eventually(Duration::from_secs(60), "every group FRESH before the fault", || async {
-        (fresh_and_true(&http, &base, &source, GROUPS).await == GROUPS as usize).then_some(())
+        (fresh_and_true(&http, &base, &sql, GROUPS).await == GROUPS as usize).then_some(())
     })
     .await;
 
@@ -84,12 +85,12 @@ async fn a_fleet_rebuilds_the_cache_by_itself_after_redis_restarts_empty() {
     })
     .await;
     // Scores change while Redis is away: what comes back must be the new truth.
-    execute(&source, "UPDATE ranq_scores SET score = score + member_id * 7 WHERE group_id % 2 = 0").await;
+    execute(&sql, "UPDATE ranq_scores SET score = score + member_id * 7 WHERE group_id % 2 = 0").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     redis.start_again().unwrap();
 
     eventually(Duration::from_secs(60), "every group FRESH and true again, no process restarted", || async {
-        (fresh_and_true(&http, &base, &source, GROUPS).await == GROUPS as usize).then_some(())
+        (fresh_and_true(&http, &base, &sql, GROUPS).await == GROUPS as usize).then_some(())
     })
     .await;
     assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
@@ -116,7 +117,7 @@ async fn a_database_cut_serves_stale_then_miss_without_a_dead_letter_storm_and_c
     const CUT: Duration = Duration::from_secs(40);
     let env = TestEnv::new(Dialect::Postgres).await;
     env.seed(GROUPS as u32, 10).await;
-    let source = env.source().await;
+    let sql = env.sql().await;
     let upstream = {
         let url = url::Url::parse(&env.database_url).unwrap();
         let host = url.host_str().unwrap().to_owned();
@@ -140,7 +141,7 @@ async fn a_database_cut_serves_stale_then_miss_without_a_dead_letter_storm_and_c
     ];
     let http = reqwest::Client::new();
     eventually(Duration::from_secs(60), "every group FRESH before the fault", || async {
-        (fresh_and_true(&http, &base, &source, GROUPS).await == GROUPS as usize).then_some(())
+        (fresh_and_true(&http, &base, &sql, GROUPS).await == GROUPS as usize).then_some(())
     })
     .await;
 
@@ -165,14 +166,14 @@ async fn a_database_cut_serves_stale_then_miss_without_a_dead_letter_storm_and_c
     .await;
     assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
     // The database changes behind the cut (directly, not through the proxy).
-    execute(&source, "UPDATE ranq_scores SET score = score + member_id * 11 WHERE group_id % 3 = 0").await;
+    execute(&sql, "UPDATE ranq_scores SET score = score + member_id * 11 WHERE group_id % 3 = 0").await;
     // Long enough for jobs to exhaust their in-process retries and go back to the queue a few
     // times (ranq bench chaos cuts for longer).
     tokio::time::sleep_until(cut_at + CUT).await;
     proxy.repair();
 
     eventually(Duration::from_secs(90), "every group FRESH and equal to the new truth", || async {
-        (fresh_and_true(&http, &base, &source, GROUPS).await == GROUPS as usize).then_some(())
+        (fresh_and_true(&http, &base, &sql, GROUPS).await == GROUPS as usize).then_some(())
     })
     .await;
     assert!(ticks_enqueued(&env).await > ticks_before_cut, "the producer ticks again after the repair");

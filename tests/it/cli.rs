@@ -95,8 +95,7 @@ async fn dirty_marks_groups_in_the_public_dirty_set() {
     let env = TestEnv::new(Dialect::Sqlite).await;
     let out = run(env.ranq().args(["dirty", "3", "1", "3"]));
     assert!(out.status.success(), "{}", stderr(&out));
-    let cache = env.cache().await;
-    let mut conn = cache.connection();
+    let mut conn = env.redis().await;
     let mut members: Vec<i64> =
         redis::cmd("SMEMBERS").arg(format!("{}:dirty", env.namespace)).query_async(&mut conn).await.unwrap();
     members.sort_unstable();

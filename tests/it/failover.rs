@@ -67,7 +67,7 @@ async fn two_producers_enqueue_each_tick_once_and_a_standby_takes_over_from_a_ki
         "the ticks between the kill and the takeover are missed: {now}"
     );
     let cache = env.cache().await;
-    let mut conn = cache.connection();
+    let mut conn = env.redis().await;
     let claims: Vec<String> =
         redis::cmd("KEYS").arg(cache.keys().tick_claim("*")).query_async(&mut conn).await.unwrap();
     // A claim is one SET NX per scheduled time: as many claims as enqueued ticks means no tick
@@ -104,7 +104,7 @@ async fn no_dirty_mark_is_lost_when_the_leader_is_killed_while_marks_arrive() {
 
     // Mark every group one by one, each after noting when; kill the leader half-way.
     let mut marked_at = Vec::with_capacity(GROUPS as usize);
-    let mut conn = cache.connection();
+    let mut conn = env.redis().await;
     for group in 1..=GROUPS {
         marked_at.push(chrono::Utc::now().timestamp_micros());
         redis::cmd("SADD").arg(cache.keys().dirty()).arg(group).query_async::<()>(&mut conn).await.unwrap();
@@ -141,7 +141,7 @@ async fn the_fleet_rebuilds_the_cache_after_redis_loses_the_namespace() {
     eventually(Duration::from_secs(30), "the first sweep fills the cache", full).await;
 
     // Everything under the namespace vanishes: snapshots, queue, lease, worker registrations.
-    let mut conn = cache.connection();
+    let mut conn = env.redis().await;
     let keys: Vec<String> = redis::cmd("KEYS").arg(cache.keys().all_pattern()).query_async(&mut conn).await.unwrap();
     redis::cmd("DEL").arg(&keys).query_async::<()>(&mut conn).await.unwrap();
 
@@ -176,11 +176,11 @@ async fn a_score_change_reaches_the_cache_through_the_change_feed_in_dirty_mode(
     .await;
     let untouched = cache.fence_versions(&[8]).await.unwrap()[0];
 
-    let source = env.source().await;
+    let sql = env.sql().await;
     let changed_at = chrono::Utc::now().timestamp_micros();
-    ranq_tests::execute(&source, "UPDATE ranq_scores SET score = score + 100000 WHERE group_id = 7 AND member_id = 3")
+    ranq_tests::execute(&sql, "UPDATE ranq_scores SET score = score + 100000 WHERE group_id = 7 AND member_id = 3")
         .await;
-    let expected = ranq_tests::truth(&source, 7).await;
+    let expected = ranq_tests::truth(&sql, 7).await;
     assert_eq!(expected[0].member, 3);
     eventually(Duration::from_secs(10), "the change reaches the cache", || async {
         let s = cache.snapshot(7).await.ok()??;
@@ -245,7 +245,7 @@ async fn a_leader_paused_past_its_lease_enqueues_nothing_after_it_resumes() {
     assert!(now["ticks"]["missed"].as_u64().unwrap() >= 1, "the paused seconds are missed ticks: {now}");
     let cache = env.cache().await;
     let claims: Vec<String> =
-        redis::cmd("KEYS").arg(cache.keys().tick_claim("*")).query_async(&mut cache.connection()).await.unwrap();
+        redis::cmd("KEYS").arg(cache.keys().tick_claim("*")).query_async(&mut env.redis().await).await.unwrap();
     assert_eq!(claims.len() as u64, now["ticks"]["enqueued"].as_u64().unwrap(), "each tick enqueued once: {now}");
     for p in &mut producers {
         assert!(p.is_running(), "{} exited", p.name);

@@ -59,7 +59,7 @@ async fn a_deleted_group_leaves_the_index_even_through_retries_and_late_writes()
     let absent = Write::Absent { group: 5, version: 2_000 };
     assert_eq!(cache.write_batch(std::slice::from_ref(&absent)).await.unwrap(), vec![Outcome::Deleted]);
     // The deletion's index update is lost (the worker died before it); the job runs again.
-    let mut conn = cache.connection();
+    let mut conn = env.redis().await;
     redis::cmd("ZADD").arg(cache.keys().index()).arg(1_000).arg(5).query_async::<()>(&mut conn).await.unwrap();
     assert_eq!(cache.write_batch(&[absent]).await.unwrap(), vec![Outcome::Fenced]);
     assert_eq!(cache.cached_groups().await.unwrap(), vec![6]);
@@ -73,7 +73,7 @@ async fn a_deleted_group_leaves_the_index_even_through_retries_and_late_writes()
 async fn a_corrupt_snapshot_is_replaced_by_the_next_refresh_and_read_as_an_error_meanwhile() {
     let env = TestEnv::new(Dialect::Sqlite).await;
     let cache = env.cache().await;
-    let mut conn = cache.connection();
+    let mut conn = env.redis().await;
     redis::cmd("SET").arg(cache.keys().top(9)).arg("not json").query_async::<()>(&mut conn).await.unwrap();
 
     assert!(cache.snapshot(9).await.is_err());
@@ -87,7 +87,7 @@ async fn the_fence_script_is_reloaded_after_redis_forgets_it() {
     let env = TestEnv::new(Dialect::Sqlite).await;
     let cache = env.cache().await;
     cache.write_batch(&[snap(1, 1_000, 1)]).await.unwrap();
-    let mut conn = cache.connection();
+    let mut conn = env.redis().await;
     redis::cmd("SCRIPT").arg("FLUSH").query_async::<()>(&mut conn).await.unwrap();
     assert_eq!(cache.write_batch(&[snap(1, 2_000, 2)]).await.unwrap(), vec![Outcome::Written]);
     env.cleanup().await;

@@ -5,14 +5,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use ranq_core::Entry;
-use ranq_db::Source;
-use ranq_tests::{Dialect, Proc, TestEnv, eventually, execute, free_port, truth};
+use ranq_tests::{Dialect, Proc, Sql, TestEnv, eventually, execute, free_port, truth};
 use serde_json::Value;
 
 const GROUPS: i64 = 300;
 
 /// Groups whose cached entries (over HTTP) are FRESH and equal the SQL truth right now.
-async fn groups_matching_truth(http: &reqwest::Client, base: &str, source: &Source) -> HashSet<i64> {
+async fn groups_matching_truth(http: &reqwest::Client, base: &str, sql: &Sql) -> HashSet<i64> {
     let mut ok = HashSet::new();
     for group in 1..=GROUPS {
         let Ok(response) = http.get(format!("{base}/v1/groups/{group}/top")).send().await else { continue };
@@ -21,7 +20,7 @@ async fn groups_matching_truth(http: &reqwest::Client, base: &str, source: &Sour
         }
         let body: Value = response.json().await.unwrap();
         let entries: Vec<Entry> = serde_json::from_value(body["entries"].clone()).unwrap();
-        if body["status"] == "FRESH" && entries == truth(source, group).await {
+        if body["status"] == "FRESH" && entries == truth(sql, group).await {
             ok.insert(group);
         }
     }
@@ -32,7 +31,7 @@ async fn groups_matching_truth(http: &reqwest::Client, base: &str, source: &Sour
 async fn a_fleet_keeps_every_group_equal_to_the_sql_truth() {
     let env = TestEnv::new(Dialect::Postgres).await;
     env.seed(300, 250).await;
-    let source = env.source().await;
+    let sql = env.sql().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
 
@@ -66,19 +65,19 @@ async fn a_fleet_keeps_every_group_equal_to_the_sql_truth() {
     let http = reqwest::Client::new();
 
     eventually(Duration::from_secs(60), "every group FRESH and equal to SQL", || async {
-        (groups_matching_truth(&http, &base, &source).await.len() == GROUPS as usize).then_some(())
+        (groups_matching_truth(&http, &base, &sql).await.len() == GROUPS as usize).then_some(())
     })
     .await;
 
     // Scores change in SQL: the new truth is served after the next ticks.
     execute(
-        &source,
+        &sql,
         "UPDATE ranq_scores SET score = score + (member_id * 37) % 5000, updated_at = now() WHERE group_id % 3 = 0",
     )
     .await;
-    execute(&source, "DELETE FROM ranq_groups WHERE id = 300").await;
+    execute(&sql, "DELETE FROM ranq_groups WHERE id = 300").await;
     eventually(Duration::from_secs(30), "changed groups served with the new truth", || async {
-        let ok = groups_matching_truth(&http, &base, &source).await;
+        let ok = groups_matching_truth(&http, &base, &sql).await;
         let gone = http.get(format!("{base}/v1/groups/300/top")).send().await.ok()?.status() == 404;
         (ok.len() == GROUPS as usize - 1 && gone).then_some(())
     })

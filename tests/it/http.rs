@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use ranq_cache::{Cache, Write};
 use ranq_core::{Entry, RefreshJob, Snapshot};
-use ranq_queue::{Queue, QueueOptions};
+use ranq_queue::{Backpressure, Queue};
 use ranq_runtime::Shutdown;
 use ranq_runtime::settings::{OnMiss, ReadSettings, Settings};
 use ranq_tests::{Dialect, Proc, TestEnv, eventually, free_port, truth};
@@ -273,8 +273,9 @@ async fn a_miss_asks_the_workers_and_waits_for_fresh_data_and_a_stale_read_asks_
     let env = TestEnv::new(Dialect::Postgres).await;
     env.seed(5, 20).await;
     let (source, cache) = (env.source().await, env.cache().await);
+    let sql = env.sql().await;
     let mut w = worker(&env);
-    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
+    let queue = Queue::new(cache.redis(), cache.keys(), &ranq_runtime::Settings::default().worker);
     eventually(Duration::from_secs(30), "the worker registered", || async {
         (queue.stats().await.unwrap().workers_alive >= 1).then_some(())
     })
@@ -284,7 +285,7 @@ async fn a_miss_asks_the_workers_and_waits_for_fresh_data_and_a_stale_read_asks_
     let (status, headers, body) = api.get("/v1/groups/3/top").await;
     assert_eq!((status, &headers["x-ranq-status"]), (200, &"FRESH".parse::<reqwest::header::HeaderValue>().unwrap()));
     let entries: Vec<Entry> = serde_json::from_value(body["entries"].clone()).unwrap();
-    assert_eq!(entries, truth(&source, 3).await);
+    assert_eq!(entries, truth(&sql, 3).await);
     assert_eq!(counter(&api, r#"ranq_read_refreshes_total{outcome="enqueued"}"#).await, 1);
     assert_eq!(counter(&api, r#"ranq_read_miss_waits_total{outcome="served"}"#).await, 1);
 
@@ -311,7 +312,7 @@ async fn a_thousand_reads_of_an_unknown_group_cost_at_most_a_handful_of_jobs() {
     env.seed(2, 5).await;
     let cache = env.cache().await;
     let api = Api::start_with(cache.clone(), OnMiss::Refresh, Duration::ZERO).await;
-    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
+    let queue = Queue::new(cache.redis(), cache.keys(), &ranq_runtime::Settings::default().worker);
     let flood = |n: usize| {
         let api = &api;
         async move {
@@ -361,9 +362,9 @@ async fn a_kept_copy_is_served_until_a_write_of_the_group_is_announced() {
     // Snapshots written behind the API's back (no announcement): once it has subscribed and kept
     // a copy, a read after the overwrite still answers the copy.
     eventually(Duration::from_secs(5), "the API answers from its copy", || {
-        let (api, cache, key) = (&api, cache.clone(), key.clone());
+        let (api, env, key) = (&api, &env, key.clone());
         async move {
-            let mut conn = cache.connection();
+            let mut conn = env.redis().await;
             let base = Utc::now().timestamp_micros();
             let set = |v: i64| redis::cmd("SET").arg(&key).arg(Snapshot::new(1, v, entries()).to_json()).clone();
             set(base).query_async::<()>(&mut conn).await.unwrap();
@@ -394,7 +395,7 @@ async fn a_kept_copy_is_served_until_a_write_of_the_group_is_announced() {
 async fn a_corrupt_snapshot_answers_miss_and_is_logged() {
     let env = TestEnv::new(Dialect::Sqlite).await;
     let cache = env.cache().await;
-    let mut conn = cache.connection();
+    let mut conn = env.redis().await;
     redis::cmd("SET").arg(cache.keys().top(5)).arg("{not a snapshot").query_async::<()>(&mut conn).await.unwrap();
     let log = env.dir.join("serve.log");
     let addr = format!("127.0.0.1:{}", free_port());
@@ -483,10 +484,10 @@ async fn v1_status_reports_freshness_by_age_bucket_and_the_queue_as_ranq_status_
     for (group, secs) in [(1, 0), (2, 0), (3, 250), (4, 600), (5, 3000)] {
         cache_aged(&cache, group, 3, Duration::from_secs(secs)).await;
     }
-    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
+    let queue = Queue::new(cache.redis(), cache.keys(), &ranq_runtime::Settings::default().worker);
     let jobs: Vec<RefreshJob> =
         [7, 8, 9].into_iter().map(|group| RefreshJob::new(group, ranq_core::job::Reason::Manual)).collect();
-    queue.enqueue(&jobs, 10, 1_000, Duration::from_secs(5)).await.unwrap();
+    queue.enqueue(&jobs, &Backpressure { chunk: 10, max_backlog: 1_000, wait: Duration::from_secs(5) }).await.unwrap();
     let read = ReadSettings {
         listen: "127.0.0.1:0".into(),
         stale_after: Duration::from_secs(400),

@@ -4,20 +4,19 @@
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeZone, Utc};
-use ranq_producer::{Lease, LeaseState, Producer, TickOutcome};
-use ranq_queue::{Queue, QueueOptions};
+use ranq_producer::{LeaseState, Producer, TickOutcome};
+use ranq_queue::Queue;
 use ranq_runtime::{ProducerMode, Settings};
-use ranq_status::{read_last_tick, read_leader, read_tick_counters};
 use ranq_tests::{Dialect, TestEnv};
 
 async fn producer(env: &TestEnv, mode: ProducerMode, instance: &str) -> (Producer, Queue) {
     let cache = env.cache().await;
-    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
+    let queue = Queue::new(cache.redis(), cache.keys(), &Settings::default().worker);
     let mut settings = Settings::default().producer;
     settings.mode = mode;
     settings.sweep_every = 0;
-    let lease = Lease::new(cache.connection(), cache.keys().clone(), instance.into(), Duration::from_secs(10));
-    (Producer::new(env.source().await, cache, queue.clone(), settings, lease).unwrap(), queue)
+    settings.lease_ttl = Duration::from_secs(10);
+    (Producer::new(env.source().await, cache, queue.clone(), settings, instance).unwrap(), queue)
 }
 
 fn minute(hour: u32, min: u32) -> DateTime<Utc> {
@@ -48,12 +47,11 @@ async fn only_the_leader_enqueues_and_each_tick_is_enqueued_once() {
     assert_eq!(b.tick(minute(1, 3)).await.unwrap(), TickOutcome::Enqueued { pushed: 25, deferred: 0 });
 
     let cache = env.cache().await;
-    let mut conn = cache.connection();
-    let counters = read_tick_counters(&mut conn, cache.keys()).await.unwrap();
+    let counters = cache.ledger().counters().await.unwrap();
     assert_eq!((counters.enqueued, counters.duplicates_skipped), (2, 2));
-    let last = read_last_tick(&mut conn, cache.keys()).await.unwrap().unwrap();
+    let last = cache.ledger().last_tick().await.unwrap().unwrap();
     assert_eq!((last.id.as_str(), last.groups), ("2026-11-25T01:03:00Z", 25));
-    let leader = read_leader(&mut conn, cache.keys()).await.unwrap().unwrap();
+    let leader = cache.ledger().leader().await.unwrap().unwrap();
     assert_eq!((leader.id.as_str(), leader.token), ("b", first + 1));
     assert!(leader.lease_expires_in_ms > 0 && leader.lease_expires_in_ms <= 10_000);
     env.cleanup().await;
@@ -68,7 +66,7 @@ async fn a_deposed_leader_cannot_enqueue_even_before_it_notices() {
     let LeaseState::Acquired(old) = a.keep_lease().await.unwrap() else { panic!("a leads") };
     // a's lease lapses in Redis (say a was paused) and b takes over; a still believes it leads.
     let cache = env.cache().await;
-    let mut conn = cache.connection();
+    let mut conn = env.redis().await;
     redis::cmd("DEL").arg(cache.keys().leader()).query_async::<()>(&mut conn).await.unwrap();
     assert_eq!(b.keep_lease().await.unwrap(), LeaseState::Acquired(old + 1));
     assert!(a.token().is_some(), "a has not renewed yet");
@@ -86,7 +84,7 @@ async fn fencing_tokens_keep_rising_after_redis_loses_its_data() {
     let (b, _) = producer(&env, ProducerMode::All, "b").await;
     let LeaseState::Acquired(before) = a.keep_lease().await.unwrap() else { panic!("a leads") };
     let cache = env.cache().await;
-    let mut conn = cache.connection();
+    let mut conn = env.redis().await;
     for key in [cache.keys().leader(), cache.keys().leader_token()] {
         redis::cmd("DEL").arg(key).query_async::<()>(&mut conn).await.unwrap();
     }
@@ -110,8 +108,7 @@ async fn ticks_that_passed_without_a_leader_are_counted_as_missed() {
     b.keep_lease().await.unwrap();
 
     let cache = env.cache().await;
-    let mut conn = cache.connection();
-    let missed = read_tick_counters(&mut conn, cache.keys()).await.unwrap().missed;
+    let missed = cache.ledger().counters().await.unwrap().missed;
     // The every-minute slots after the last tick up to now: 4, or 5 once the current minute began.
     assert!((4..=5).contains(&missed), "missed {missed}");
     env.cleanup().await;
@@ -124,7 +121,7 @@ async fn dirty_mode_enqueues_only_marked_groups_and_consumes_the_marks() {
     let (p, queue) = producer(&env, ProducerMode::Dirty, "a").await;
     p.keep_lease().await.unwrap();
     let cache = env.cache().await;
-    let mut conn = cache.connection();
+    let mut conn = env.redis().await;
 
     // An empty cache is swept in full, whatever the mode.
     assert_eq!(p.tick(minute(1, 1)).await.unwrap(), TickOutcome::Enqueued { pushed: 25, deferred: 0 });

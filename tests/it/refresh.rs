@@ -14,9 +14,10 @@ async fn every_group_equals_the_sql_truth_after_one_refresh(dialect: Dialect) {
     let env = TestEnv::new(dialect).await;
     env.seed(40, 250).await;
     let source = env.source().await;
+    let sql = env.sql().await;
     // A group with no members, and ties on score to exercise the tie-breaks.
-    execute(&source, "INSERT INTO ranq_groups (id, name) VALUES (41, 'empty')").await;
-    execute(&source, "UPDATE ranq_scores SET score = 5000 WHERE group_id = 3 AND member_id <= 150").await;
+    execute(&sql, "INSERT INTO ranq_groups (id, name) VALUES (41, 'empty')").await;
+    execute(&sql, "UPDATE ranq_scores SET score = 5000 WHERE group_id = 3 AND member_id <= 150").await;
     let cache = env.cache().await;
 
     let refresher = Refresher::new(source.clone(), cache.clone());
@@ -29,7 +30,7 @@ async fn every_group_equals_the_sql_truth_after_one_refresh(dialect: Dialect) {
 
     for &group in &groups {
         let cached = cache.snapshot(group).await.unwrap().expect("cached");
-        let expected = truth(&source, group).await;
+        let expected = truth(&sql, group).await;
         assert_eq!(cached.entries, expected, "group {group}");
         assert_eq!(cached.entries.len(), if group == 41 { 0 } else { TOP_N });
     }
@@ -50,10 +51,11 @@ async fn a_group_removed_from_the_source_is_removed_from_the_cache(dialect: Dial
     let env = TestEnv::new(dialect).await;
     env.seed(3, 10).await;
     let (source, cache) = (env.source().await, env.cache().await);
+    let sql = env.sql().await;
     let refresher = Refresher::new(source.clone(), cache.clone());
     refresher.refresh(&[1, 2, 3]).await.unwrap();
 
-    execute(&source, "DELETE FROM ranq_groups WHERE id = 2").await;
+    execute(&sql, "DELETE FROM ranq_groups WHERE id = 2").await;
     let outcomes = refresher.refresh(&[1, 2, 3, 999]).await.unwrap();
     assert_eq!(outcomes[&2], Refreshed::Done(Outcome::Deleted));
     assert_eq!(outcomes[&999], Refreshed::Done(Outcome::Deleted), "an unknown group is recorded as absent");
@@ -96,6 +98,7 @@ async fn concurrent_requests_are_batched_and_each_gets_its_groups_outcome() {
     let env = TestEnv::new(Dialect::Postgres).await;
     env.seed(50, 20).await;
     let (source, cache) = (env.source().await, env.cache().await);
+    let sql = env.sql().await;
     let options = BatcherOptions { batch_size: 16, batch_wait: Duration::from_millis(20), quarantine: QUARANTINE };
     let (batcher, task) = Batcher::spawn(Refresher::new(source.clone(), cache.clone()), options, None);
 
@@ -106,7 +109,7 @@ async fn concurrent_requests_are_batched_and_each_gets_its_groups_outcome() {
     let batches = batcher.totals().batches.load(std::sync::atomic::Ordering::Relaxed);
     assert!(batches < 51, "51 requests ran as {batches} batches: they were not batched");
     for g in 1..=50 {
-        assert_eq!(cache.snapshot(g).await.unwrap().unwrap().entries, truth(&source, g).await);
+        assert_eq!(cache.snapshot(g).await.unwrap().unwrap().entries, truth(&sql, g).await);
     }
     drop(batcher);
     task.await.unwrap();
@@ -132,19 +135,20 @@ async fn an_error_in_the_schema_fails_the_batch_without_blaming_any_group() {
     let env = TestEnv::new(Dialect::Postgres).await;
     env.seed(8, 10).await;
     let (source, cache) = (env.source().await, env.cache().await);
+    let sql = env.sql().await;
     let quarantine = QuarantinePolicy { after: 1, retry: Duration::from_secs(600) };
     let options = BatcherOptions { batch_size: 8, batch_wait: Duration::from_millis(20), quarantine };
     let (batcher, task) = Batcher::spawn(Refresher::new(source.clone(), cache.clone()), options, None);
 
-    execute(&source, "ALTER TABLE ranq_scores RENAME COLUMN score TO points").await;
+    execute(&sql, "ALTER TABLE ranq_scores RENAME COLUMN score TO points").await;
     for (group, outcome) in refresh_concurrently(&batcher, 1..=8).await {
         let error = outcome.expect_err("the whole batch fails").to_string();
         assert!(error.contains("score"), "group {group}: {error}");
         assert_eq!(cache.health(group).await.unwrap(), None, "group {group} was blamed for the schema");
     }
-    assert_eq!(cache.quarantined(10).await.unwrap().0, 0);
+    assert_eq!(cache.quarantined(10).await.unwrap().total, 0);
 
-    execute(&source, "ALTER TABLE ranq_scores RENAME COLUMN points TO score").await;
+    execute(&sql, "ALTER TABLE ranq_scores RENAME COLUMN points TO score").await;
     assert_eq!(batcher.refresh(3).await.unwrap(), Refreshed::Done(Outcome::Written));
     drop(batcher);
     task.await.unwrap();

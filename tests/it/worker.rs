@@ -7,10 +7,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use apalis::prelude::TaskSink;
+use apalis_redis::RedisStorage;
 use ranq_core::Entry;
-use ranq_db::Source;
-use ranq_queue::{Queue, QueueOptions, RedisStorage};
-use ranq_tests::{Dialect, Proc, TestEnv, eventually, execute, free_port, truth};
+use ranq_tests::{Dialect, Proc, Sql, TestEnv, eventually, execute, free_port, truth};
 use serde_json::Value;
 
 fn output(cmd: &mut std::process::Command) -> Output {
@@ -28,13 +27,12 @@ fn json_of(cmd: &mut std::process::Command) -> Value {
 /// Pushes a job whose stored payload is exactly `payload`, bypassing every type check: what a
 /// client in another language, an older ranq, or a corrupted write could leave on the queue.
 async fn push_raw(env: &TestEnv, payload: &[u8]) {
-    let cache = env.cache().await;
-    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
     let marker = format!("raw-{}", ranq_tests::free_port());
-    let mut storage: RedisStorage<Value> = RedisStorage::new(cache.connection()).with_config(queue.config().clone());
+    let manager = redis::Client::open(env.redis_url.as_str()).unwrap().get_connection_manager().await.unwrap();
+    let mut storage: RedisStorage<Value> = RedisStorage::new(manager).with_config(env.apalis_queue());
     storage.push(Value::String(marker.clone())).await.unwrap();
-    let mut conn = cache.connection();
-    let data_hash = queue.config().job_data_hash();
+    let mut conn = env.redis().await;
+    let data_hash = env.apalis_queue().job_data_hash();
     let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL").arg(&data_hash).query_async(&mut conn).await.unwrap();
     let id = all.into_iter().find(|(_, v)| v == format!("\"{marker}\"").as_bytes()).map(|(id, _)| id).unwrap();
     redis::cmd("HSET").arg(&data_hash).arg(id).arg(payload).query_async::<()>(&mut conn).await.unwrap();
@@ -96,12 +94,11 @@ async fn a_job_with_broken_metadata_is_dead_lettered_and_the_rest_refresh() {
     let pushed = output(env.ranq().args(["refresh", "1", "2", "3", "4", "5"]));
     assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
     let cache = env.cache().await;
-    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
-    let mut conn = cache.connection();
+    let mut conn = env.redis().await;
     let data: Vec<(String, String)> =
-        redis::cmd("HGETALL").arg(queue.config().job_data_hash()).query_async(&mut conn).await.unwrap();
+        redis::cmd("HGETALL").arg(env.apalis_queue().job_data_hash()).query_async(&mut conn).await.unwrap();
     let broken = data.iter().find(|(_, job)| job.contains("\"group\":4")).map(|(id, _)| id.clone()).unwrap();
-    let meta = format!("{}:{broken}", queue.config().job_meta_hash());
+    let meta = format!("{}:{broken}", env.apalis_queue().job_meta_hash());
     redis::cmd("HDEL").arg(meta).arg("attempts").query_async::<()>(&mut conn).await.unwrap();
 
     let mut w = worker(&env, "worker", &[]);
@@ -124,11 +121,11 @@ async fn a_job_with_broken_metadata_is_dead_lettered_and_the_rest_refresh() {
 
 /// A `top_query` over the reference schema that fails with `40001` (serialization failure, a
 /// transient error) while `ranq_flaky` has a row, and divides by zero for groups in `ranq_poison`.
-async fn install_failure_switches(source: &Source) {
-    execute(source, "CREATE TABLE ranq_flaky (on_ boolean)").await;
-    execute(source, "CREATE TABLE ranq_poison (group_id bigint PRIMARY KEY)").await;
+async fn install_failure_switches(sql: &Sql) {
+    execute(sql, "CREATE TABLE ranq_flaky (on_ boolean)").await;
+    execute(sql, "CREATE TABLE ranq_poison (group_id bigint PRIMARY KEY)").await;
     execute(
-        source,
+        sql,
         "CREATE FUNCTION ranq_flaky_check() RETURNS int LANGUAGE plpgsql AS $$
          BEGIN
            IF EXISTS (SELECT 1 FROM ranq_flaky) THEN
@@ -152,8 +149,9 @@ async fn a_transient_failure_is_retried_then_dead_lettered_and_dead_retry_brings
     let env = TestEnv::new(Dialect::Postgres).await;
     env.seed(5, 20).await;
     let source = env.source().await;
-    install_failure_switches(&source).await;
-    execute(&source, "INSERT INTO ranq_flaky VALUES (true)").await;
+    let sql = env.sql().await;
+    install_failure_switches(&sql).await;
+    execute(&sql, "INSERT INTO ranq_flaky VALUES (true)").await;
     let settings = [
         ("RANQ_SOURCE__TOP_QUERY", SWITCHED_TOP_QUERY),
         ("RANQ_WORKER__RETRY_ATTEMPTS", "3"),
@@ -176,7 +174,7 @@ async fn a_transient_failure_is_retried_then_dead_lettered_and_dead_retry_brings
     assert_eq!(missing.status.code(), Some(1), "nothing was cached while the database failed");
 
     // The database recovers; the operator retries the dead job.
-    execute(&source, "DELETE FROM ranq_flaky").await;
+    execute(&sql, "DELETE FROM ranq_flaky").await;
     let id = job["id"].as_str().unwrap();
     let retried = json_of(env.ranq().args(["dead", "retry", id, "--json"]));
     assert_eq!(retried["retried"], 1, "{retried}");
@@ -185,7 +183,7 @@ async fn a_transient_failure_is_retried_then_dead_lettered_and_dead_retry_brings
         cache.snapshot(4).await.unwrap()
     })
     .await;
-    assert_eq!(snapshot.entries, truth(&source, 4).await);
+    assert_eq!(snapshot.entries, truth(&sql, 4).await);
     assert_eq!(json_of(env.ranq().args(["status", "--json"]))["queue"]["dead"], 0);
 
     assert!(w.terminate(Duration::from_secs(20)).success());
@@ -200,7 +198,8 @@ async fn a_group_that_keeps_failing_is_quarantined_and_served_flagged_while_the_
     let env = TestEnv::new(Dialect::Postgres).await;
     env.seed(GROUPS as u32, 30).await;
     let source = env.source().await;
-    install_failure_switches(&source).await;
+    let sql = env.sql().await;
+    install_failure_switches(&sql).await;
     let settings = [
         ("RANQ_SOURCE__TOP_QUERY", SWITCHED_TOP_QUERY),
         ("RANQ_WORKER__QUARANTINE_AFTER", "3"),
@@ -227,7 +226,7 @@ async fn a_group_that_keeps_failing_is_quarantined_and_served_flagged_while_the_
     assert!(all_cached.status.success(), "{}", String::from_utf8_lossy(&all_cached.stderr));
     let last_good: Vec<Entry> = cache.snapshot(POISONED).await.unwrap().unwrap().entries;
 
-    execute(&source, &format!("INSERT INTO ranq_poison VALUES ({POISONED})")).await;
+    execute(&sql, &format!("INSERT INTO ranq_poison VALUES ({POISONED})")).await;
     let status = eventually(Duration::from_secs(30), "group 7 quarantined", || async {
         let status = json_of(env.ranq().args(["status", "--json"]));
         (status["groups"]["quarantined"] == 1).then_some(status)
@@ -254,14 +253,14 @@ async fn a_group_that_keeps_failing_is_quarantined_and_served_flagged_while_the_
         } else {
             assert_eq!(body["status"], "FRESH", "group {group}: {body}");
             assert!(body.get("quarantined").is_none() && body.get("error").is_none(), "{body}");
-            assert_eq!(entries, truth(&source, group).await, "group {group}");
+            assert_eq!(entries, truth(&sql, group).await, "group {group}");
         }
     }
     let health = cache.health(POISONED).await.unwrap().unwrap();
     assert_eq!(health.failures, 3, "a quarantined group is not retried every tick");
 
     // Fixed at the source, a manual refresh ends the quarantine at once.
-    execute(&source, "DELETE FROM ranq_poison").await;
+    execute(&sql, "DELETE FROM ranq_poison").await;
     let fixed = output(env.ranq().args(["refresh", &POISONED.to_string(), "--wait", "--timeout", "30s"]));
     assert!(fixed.status.success(), "{}", String::from_utf8_lossy(&fixed.stderr));
     assert_eq!(json_of(env.ranq().args(["status", "--json"]))["groups"]["quarantined"], 0);
@@ -282,8 +281,9 @@ async fn in_dirty_mode_a_failing_group_is_retried_each_tick_until_quarantined() 
     let env = TestEnv::new(Dialect::Postgres).await;
     env.seed(5, 10).await;
     let source = env.source().await;
-    install_failure_switches(&source).await;
-    execute(&source, &format!("INSERT INTO ranq_poison VALUES ({POISONED})")).await;
+    let sql = env.sql().await;
+    install_failure_switches(&sql).await;
+    execute(&sql, &format!("INSERT INTO ranq_poison VALUES ({POISONED})")).await;
     let settings = [
         ("RANQ_SOURCE__TOP_QUERY", SWITCHED_TOP_QUERY),
         ("RANQ_WORKER__QUARANTINE_AFTER", "3"),
@@ -332,9 +332,9 @@ async fn custom_sql_without_a_required_column_is_a_configuration_error_naming_it
 
 /// Jobs fetched and not yet acked by the worker process `pid` (its apalis workers' in-flight
 /// sets; their names carry the pid).
-async fn jobs_held_by(cache: &ranq_cache::Cache, queue: &Queue, pid: i32) -> u64 {
-    let mut conn = cache.connection();
-    let pattern = format!("{}:worker-*-{pid}-*", queue.config().inflight_jobs_set());
+async fn jobs_held_by(env: &TestEnv, pid: i32) -> u64 {
+    let mut conn = env.redis().await;
+    let pattern = format!("{}:worker-*-{pid}-*", env.apalis_queue().inflight_jobs_set());
     let sets: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut conn).await.unwrap();
     let mut held = 0;
     for set in sets {
@@ -348,9 +348,8 @@ async fn a_worker_killed_ten_times_mid_sweep_loses_no_refresh() {
     const GROUPS: i64 = 1_000;
     let env = TestEnv::new(Dialect::Postgres).await;
     env.seed(GROUPS as u32, 50).await;
-    let source = env.source().await;
+    let sql = env.sql().await;
     let cache = env.cache().await;
-    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
     let mut steady = worker(&env, "steady", &[]);
 
     let mut held_at_kills = 0;
@@ -358,11 +357,11 @@ async fn a_worker_killed_ten_times_mid_sweep_loses_no_refresh() {
     for round in 1..=10_i64 {
         let mut victim = worker(&env, &format!("victim-{round}"), &[]);
         // New scores in every group, then a sweep that must pick them up.
-        execute(&source, &format!("UPDATE ranq_scores SET score = score + (member_id * {round}) % 97")).await;
+        execute(&sql, &format!("UPDATE ranq_scores SET score = score + (member_id * {round}) % 97")).await;
         let sweep = output(env.ranq().args(["refresh", "--all"]));
         assert!(sweep.status.success(), "{}", String::from_utf8_lossy(&sweep.stderr));
         tokio::time::sleep(Duration::from_millis(150 + 20 * round as u64)).await;
-        held_at_kills += jobs_held_by(&cache, &queue, victim.pid().as_raw()).await;
+        held_at_kills += jobs_held_by(&env, victim.pid().as_raw()).await;
         nix::sys::signal::kill(victim.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
         last_kill = std::time::Instant::now();
         let _ = victim.terminate_killed();
@@ -372,7 +371,7 @@ async fn a_worker_killed_ten_times_mid_sweep_loses_no_refresh() {
 
     let mut expected = std::collections::HashMap::new();
     for group in 1..=GROUPS {
-        expected.insert(group, truth(&source, group).await);
+        expected.insert(group, truth(&sql, group).await);
     }
     // A hang guard, not a speed limit: how fast the fleet converges after a kill is what
     // `ranq bench chaos` measures and prints (worker_killed, max converge).
@@ -389,6 +388,5 @@ async fn a_worker_killed_ten_times_mid_sweep_loses_no_refresh() {
     eprintln!("converged {:?} after the last kill", last_kill.elapsed());
     assert!(steady.is_running());
     assert!(steady.terminate(Duration::from_secs(20)).success());
-    source.close().await;
     env.cleanup().await;
 }

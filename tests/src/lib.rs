@@ -18,10 +18,11 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use ranq_cache::Cache;
 use ranq_core::{Entry, GroupId, RankedRow};
-use ranq_db::{Pool, Source};
+use ranq_db::Source;
+use ranq_launch::Launcher;
 
 pub use browser::Browser;
-pub use process::{Proc, ranq_bin};
+pub use process::{Proc, bench_bin, ranq_bin};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -95,6 +96,21 @@ impl TestEnv {
         Cache::connect(&self.redis_url, &self.namespace).await.unwrap()
     }
 
+    /// The test's own connection to the source database, to set the scene and to compute the
+    /// truth independently of ranq.
+    pub async fn sql(&self) -> Sql {
+        if self.database_url.starts_with("sqlite:") {
+            Sql::Sqlite(sqlx::SqlitePool::connect(&self.database_url).await.unwrap())
+        } else {
+            Sql::Postgres(sqlx::PgPool::connect(&self.database_url).await.unwrap())
+        }
+    }
+
+    /// The test's own connection to Redis, to look at keys or break them as a fault would.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+
     /// Seeds `groups × members` demo rows.
     pub async fn seed(&self, groups: u32, members: u32) {
         let source = self.source().await;
@@ -103,31 +119,40 @@ impl TestEnv {
         source.close().await;
     }
 
-    /// A `ranq` command wired to this environment (and nothing from the caller's).
+    /// The queue's layout as apalis-redis derives it from the queue's documented name
+    /// (`<ns>:queue`): what another client of the queue sees, for tests that push what ranq never
+    /// would or break a job's metadata.
+    pub fn apalis_queue(&self) -> apalis_redis::Config {
+        apalis_redis::Config::default().queue(ranq_core::Keys::new(self.namespace.clone()).queue())
+    }
+
+    /// How this environment launches ranq's roles: its database, Redis and namespace, and
+    /// nothing from the caller's environment.
+    pub fn launcher(&self) -> Launcher {
+        Launcher::new(ranq_bin(), Some(&self.database_url), &self.redis_url, &self.namespace)
+            .var("RANQ_LOG_FORMAT", "json")
+            .isolated()
+    }
+
+    /// A `ranq` command wired to this environment, run in the test's directory.
     pub fn ranq(&self) -> std::process::Command {
-        let mut cmd = std::process::Command::new(ranq_bin());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("RANQ_") || key == "DATABASE_URL" || key == "REDIS_URL" {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.current_dir(&self.dir)
-            .env("DATABASE_URL", &self.database_url)
-            .env("REDIS_URL", &self.redis_url)
-            .env("RANQ_NAMESPACE", &self.namespace)
-            .env("RANQ_LOG_FORMAT", "json");
+        let mut cmd = self.launcher().command(&[]);
+        cmd.current_dir(&self.dir);
+        cmd
+    }
+
+    /// A `ranq-bench` command wired to this environment, run in the test's directory.
+    pub fn ranq_bench(&self) -> std::process::Command {
+        let mut cmd = self.launcher().with_exe(bench_bin()).command(&[]);
+        cmd.current_dir(&self.dir);
         cmd
     }
 
     /// Drops the database and the namespace's keys. Call at the end of a test; a failed test
     /// leaves them behind for inspection (scripts/test drops leftovers on the next run).
     pub async fn cleanup(self) {
-        let mut conn = self.cache().await.connection();
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}:*", self.namespace)).query_async(&mut conn).await.unwrap();
-        if !keys.is_empty() {
-            redis::cmd("DEL").arg(&keys).query_async::<()>(&mut conn).await.unwrap();
-        }
+        let redis = ranq_redis::Redis::connect(&self.redis_url).await.unwrap();
+        redis.unlink_matching(&format!("{}:*", self.namespace)).await.unwrap();
         if let Some(name) = &self.db_name {
             let pool = sqlx::PgPool::connect(&admin_url()).await.unwrap();
             sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&pool).await.unwrap();
@@ -137,13 +162,20 @@ impl TestEnv {
     }
 }
 
+/// A test's own connection to its source database, of either dialect.
+#[derive(Debug, Clone)]
+pub enum Sql {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
 /// The SQL truth of a group, computed independently of ranq's query: every row is read and
 /// ranked by `ranq_core`'s reference order.
-pub async fn truth(source: &Source, group: GroupId) -> Vec<Entry> {
-    let sql = "SELECT member_id, score, updated_at FROM ranq_scores WHERE group_id = $1";
-    let rows: Vec<(i64, i64, NaiveDateTime)> = match source.pool() {
-        Pool::Postgres(pool) => sqlx::query_as(sql).bind(group).fetch_all(pool).await.unwrap(),
-        Pool::Sqlite(pool) => sqlx::query_as(&sql.replace("$1", "?1")).bind(group).fetch_all(pool).await.unwrap(),
+pub async fn truth(sql: &Sql, group: GroupId) -> Vec<Entry> {
+    let query = "SELECT member_id, score, updated_at FROM ranq_scores WHERE group_id = $1";
+    let rows: Vec<(i64, i64, NaiveDateTime)> = match sql {
+        Sql::Postgres(pool) => sqlx::query_as(query).bind(group).fetch_all(pool).await.unwrap(),
+        Sql::Sqlite(pool) => sqlx::query_as(&query.replace("$1", "?1")).bind(group).fetch_all(pool).await.unwrap(),
     };
     ranq_core::rank_rows(
         rows.into_iter().map(|(member, score, updated_at)| RankedRow { member, score, updated_at }).collect(),
@@ -151,10 +183,10 @@ pub async fn truth(source: &Source, group: GroupId) -> Vec<Entry> {
 }
 
 /// Runs a statement on the source, whatever its dialect (`$1`-style placeholders are not used).
-pub async fn execute(source: &Source, sql: &str) {
-    match source.pool() {
-        Pool::Postgres(pool) => drop(sqlx::query(sql).execute(pool).await.unwrap()),
-        Pool::Sqlite(pool) => drop(sqlx::query(sql).execute(pool).await.unwrap()),
+pub async fn execute(sql: &Sql, statement: &str) {
+    match sql {
+        Sql::Postgres(pool) => drop(sqlx::query(statement).execute(pool).await.unwrap()),
+        Sql::Sqlite(pool) => drop(sqlx::query(statement).execute(pool).await.unwrap()),
     }
 }
 
@@ -184,5 +216,5 @@ pub fn age_buckets(groups: &serde_json::Value) -> Vec<(Option<u64>, u64)> {
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    ranq_launch::free_port().unwrap()
 }

@@ -9,22 +9,32 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// Path of a freshly built `ranq` binary (built once, with the same profile as the tests).
-pub fn ranq_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
+/// The directory of freshly built `ranq` and `ranq-bench` binaries (built once per test run,
+/// with the same profile as the tests).
+fn binaries() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = std::process::Command::new(cargo)
             .current_dir(&root)
-            .args(["build", "--quiet", "-p", "ranq-cli", "--bin", "ranq"])
+            .args(["build", "--quiet", "-p", "ranq-cli", "-p", "ranq-bench", "--bins"])
             .status()
             .expect("cargo runs");
-        assert!(status.success(), "building the ranq binary failed");
+        assert!(status.success(), "building the ranq binaries failed");
         let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
-        target.join("debug").join("ranq")
+        target.join("debug")
     })
-    .clone()
+}
+
+/// Path of the freshly built `ranq` binary.
+pub fn ranq_bin() -> PathBuf {
+    binaries().join("ranq")
+}
+
+/// Path of the freshly built `ranq-bench` binary.
+pub fn bench_bin() -> PathBuf {
+    binaries().join("ranq-bench")
 }
 
 /// A running `ranq` process.

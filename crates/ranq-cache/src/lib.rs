@@ -1,25 +1,28 @@
-//! `ranq-cache` owns ranq's own data in Redis: snapshot writes behind the version fence, snapshot
-//! reads, the public dirty set, and the index that makes freshness counts cheap.
+//! `ranq-cache` owns ranq's own data in Redis and every command sent to it: snapshot writes
+//! behind the version fence and snapshot reads, the index that makes freshness counts cheap, the
+//! public dirty set, each group's failure record and quarantine, and the producer's ledger (the
+//! leader lease, tick claims and counters). The queue's keys are `ranq-queue`'s.
 //!
 //! Architecture Invariant: every write of a snapshot goes through the fence script, so no code
-//! path can move a cached version backwards. The queue's keys are not here (see `ranq-queue`).
+//! path can move a cached version backwards.
+//!
+//! Architecture Invariant: no other crate sends a command to these keys; they ask [`Cache`] or
+//! [`Ledger`] by name.
 
+mod cache;
+mod codec;
+mod dirty;
 mod error;
-mod health;
-mod store;
+mod index;
+mod ledger;
+mod quarantine;
+mod snapshots;
 
+pub use cache::Cache;
+pub use codec::stored_version;
 pub use error::CacheError;
-pub use health::{QuarantinePolicy, RecordedFailures};
-pub use store::{AgePercentiles, AgedGroup, Cache, FreshnessCounts, Outcome, Write, stored_version};
-
-/// Opens a Redis connection manager (reconnects by itself) with bounded waits, so no call can
-/// hang forever on a dead server.
-pub async fn connect(url: &str) -> Result<redis::aio::ConnectionManager, CacheError> {
-    let unreachable = |source| CacheError::Connect { url: ranq_core::redact_url(url), source };
-    let client = redis::Client::open(url).map_err(unreachable)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
-        .set_response_timeout(Some(std::time::Duration::from_secs(10)))
-        .set_number_of_retries(3);
-    client.get_connection_manager_with_config(config).await.map_err(unreachable)
-}
+pub use index::{AgePercentiles, AgedGroup, FreshnessCounts, OldestGroups};
+pub use ledger::Ledger;
+pub use quarantine::{GroupFailure, Quarantine, QuarantinePolicy, RecordedFailures};
+pub use ranq_redis::{Redis, Subscription};
+pub use snapshots::{Cached, Outcome, Stored, Write};

@@ -2,10 +2,14 @@
 //! listing groups, reading the top-N of a batch of groups in one round trip, and seeding demo data.
 //!
 //! Postgres and SQLite are both first-class: Postgres for fleets, SQLite for `ranq up` on a laptop.
-//! The SQL differs per dialect; the results do not — both apply the ranking order of CONTRACT §3.
+//! The SQL differs per dialect; the results do not — both apply the ranking order of
+//! `ranq_core::ranking`.
 //!
 //! Architecture Invariant: this crate knows nothing of Redis or the queue; it returns plain
 //! `ranq-core` values.
+//!
+//! Architecture Invariant: the connection pool never leaves this crate; everything else asks
+//! [`Source`] by name.
 
 mod custom;
 mod error;
@@ -33,7 +37,7 @@ pub struct TopBatch {
 
 /// A connection pool of either dialect.
 #[derive(Debug, Clone)]
-pub enum Pool {
+pub(crate) enum Pool {
     Postgres(sqlx::PgPool),
     Sqlite(sqlx::SqlitePool),
 }
@@ -93,7 +97,7 @@ impl Source {
         Ok(())
     }
 
-    pub fn pool(&self) -> &Pool {
+    pub(crate) fn pool(&self) -> &Pool {
         &self.pool
     }
 
@@ -102,6 +106,21 @@ impl Source {
         match &self.pool {
             Pool::Postgres(pool) => postgres::migrate(pool).await,
             Pool::Sqlite(pool) => sqlite::migrate(pool).await,
+        }
+    }
+
+    /// Whether this database can announce changed groups itself ([`Source::listen_for_changes`]):
+    /// Postgres, with `LISTEN/NOTIFY`.
+    pub fn announces_changes(&self) -> bool {
+        matches!(self.pool, Pool::Postgres(_))
+    }
+
+    /// A `LISTEN` on the change feed that `ranq migrate --with-triggers` installs, on a
+    /// connection of its own.
+    pub async fn listen_for_changes(&self) -> Result<ChangeFeed, DbError> {
+        match &self.pool {
+            Pool::Postgres(pool) => ChangeFeed::listen(pool).await,
+            Pool::Sqlite(_) => Err(DbError::Unsupported("the change feed needs Postgres; SQLite has no LISTEN/NOTIFY")),
         }
     }
 

@@ -54,7 +54,7 @@ pub struct ChangeFeed {
 }
 
 impl ChangeFeed {
-    pub async fn listen(pool: &PgPool) -> Result<Self, DbError> {
+    pub(crate) async fn listen(pool: &PgPool) -> Result<Self, DbError> {
         let mut listener = sqlx::postgres::PgListener::connect_with(pool)
             .await
             .map_err(DbError::query("connecting the change feed"))?;
@@ -133,8 +133,8 @@ pub(crate) async fn top_n(pool: &PgPool, ids: &[GroupId]) -> Result<TopBatch, Db
     Ok(TopBatch { version, groups })
 }
 
-/// Zips the aligned arrays and numbers them 1.. in the ranking order of CONTRACT §3: score
-/// descending, then earliest `updated_at`, then lowest member id. Sorting input that is already
+/// Zips the aligned arrays and numbers them 1.. in the ranking order of `ranq_core::ranking`:
+/// score descending, then earliest `updated_at`, then lowest member id. Sorting input that is already
 /// in order is linear.
 fn ranked(members: Vec<i64>, scores: Vec<i64>, updated: Vec<NaiveDateTime>) -> Vec<Entry> {
     let mut rows: Vec<(i64, i64, NaiveDateTime)> =

@@ -1,19 +1,15 @@
-//! `ranq-faults`: faults on demand, for the reliability tests and `ranq bench chaos`, without
-//! disturbing anything outside them:
+//! `ranq-faults`: faults on demand, for the reliability tests and `ranq-bench chaos`, without
+//! disturbing anything outside them: [`FaultProxy`], a TCP proxy in front of a service (Postgres)
+//! that can be cut (every open connection closed, new ones closed at once) and repaired. (A
+//! Redis to kill and restart empty is `ranq_launch::RedisServer`.)
 //!
-//! * [`FaultProxy`] — a TCP proxy in front of a service (Postgres) that can be cut (every open
-//!   connection closed, new ones closed at once) and repaired;
-//! * [`PrivateRedis`] — a `redis-server` of the caller's own on a free port, which can be killed
-//!   and started again empty.
-//!
-//! Architecture Invariant: nothing in the production path depends on this crate.
+//! Architecture Invariant: nothing in the production path depends on this crate; a test over
+//! `cargo metadata` holds the `ranq` binary to it.
 
 use std::io;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
@@ -89,68 +85,5 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.accept.abort();
         self.cut();
-    }
-}
-
-/// A `redis-server` of the caller's own, keeping nothing on disk.
-#[derive(Debug)]
-pub struct PrivateRedis {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    /// Starts `redis-server` from PATH on a free port and waits (up to 10 s) until it accepts.
-    pub fn start() -> io::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut redis = Self { port, child: None };
-        redis.launch()?;
-        Ok(redis)
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn launch(&mut self) -> io::Result<()> {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot start redis-server (is it installed?): {e}")))?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if Instant::now() > deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("redis-server did not start on port {}", self.port),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
-    /// Starts the server again on the same port, empty (nothing was saved).
-    pub fn start_again(&mut self) -> io::Result<()> {
-        if self.child.is_none() {
-            self.launch()?;
-        }
-        Ok(())
-    }
-
-    /// Kills the server: SIGKILL, nothing saved; clients see their connections drop.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

@@ -6,45 +6,22 @@
 //! partition) cannot enqueue a tick after a standby took over. The holder renews well before
 //! expiry and deletes the lease on SIGTERM so a standby takes over at once.
 
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use ranq_core::{Keys, Token};
-use redis::aio::ConnectionManager;
-
-static ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("lease_acquire.lua")));
-static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("lease_release.lua")));
-
-/// What one acquire-or-renew attempt found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeaseState {
-    /// This instance just became leader with `token`.
-    Acquired(Token),
-    /// This instance was and still is leader.
-    Renewed(Token),
-    /// Another instance leads.
-    Standby,
-}
+use ranq_cache::{CacheError, Ledger};
+use ranq_core::{LeaseState, Token};
 
 /// One instance's handle on the lease.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Lease {
-    conn: ConnectionManager,
-    keys: Keys,
+    ledger: Ledger,
     holder: String,
     ttl: Duration,
 }
 
-impl std::fmt::Debug for Lease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease").field("holder", &self.holder).field("ttl", &self.ttl).finish()
-    }
-}
-
 impl Lease {
-    pub fn new(conn: ConnectionManager, keys: Keys, holder: String, ttl: Duration) -> Self {
-        Self { conn, keys, holder, ttl }
+    pub fn new(ledger: Ledger, holder: String, ttl: Duration) -> Self {
+        Self { ledger, holder, ttl }
     }
 
     pub fn holder(&self) -> &str {
@@ -56,27 +33,18 @@ impl Lease {
     }
 
     /// Takes the lease if it is free, renews it if it is ours.
-    pub async fn acquire_or_renew(&self) -> redis::RedisResult<LeaseState> {
-        let mut conn = self.conn.clone();
-        let (token, fresh): (Token, u8) = ACQUIRE
-            .key(self.keys.leader())
-            .key(self.keys.leader_token())
-            .arg(&self.holder)
-            .arg(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX))
-            .arg(Utc::now().timestamp_millis())
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(match (token, fresh) {
-            (0, _) => LeaseState::Standby,
-            (token, 1) => LeaseState::Acquired(token),
-            (token, _) => LeaseState::Renewed(token),
-        })
+    pub async fn acquire_or_renew(&self) -> Result<LeaseState, CacheError> {
+        self.ledger.acquire_or_renew(&self.holder, self.ttl).await
     }
 
     /// Gives the lease up (if still ours) so a standby can take over without waiting for expiry.
-    pub async fn release(&self) -> redis::RedisResult<bool> {
-        let mut conn = self.conn.clone();
-        RELEASE.key(self.keys.leader()).arg(&self.holder).invoke_async(&mut conn).await
+    pub async fn release(&self) -> Result<bool, CacheError> {
+        self.ledger.release(&self.holder).await
+    }
+
+    /// Whether the lease in Redis still carries `token`.
+    pub async fn still_carries(&self, token: Token) -> bool {
+        self.ledger.lease_token().await.ok().flatten() == Some(token)
     }
 }
 

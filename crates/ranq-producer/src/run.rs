@@ -8,11 +8,11 @@ use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use chrono::{DateTime, Utc};
 use ranq_cache::Cache;
+use ranq_core::LeaseState;
 use ranq_db::Source;
-use ranq_queue::{Queue, QueueOptions, worker_name};
+use ranq_queue::{Queue, worker_name};
 use ranq_runtime::{ProducerMode, Settings, Shutdown};
 
-use crate::lease::{Lease, LeaseState};
 use crate::tick::{Producer, TickOutcome};
 
 /// Parses a cron expression with a seconds field, e.g. `0 * * * * *` (every minute).
@@ -68,14 +68,14 @@ async fn keep_lease(producer: Arc<Producer>, ttl: std::time::Duration, shutdown:
 /// Most changed groups turned into dirty marks per Redis call.
 const FEED_BATCH: usize = 1_000;
 
-/// Turns the Postgres change feed into dirty marks until shutdown. A lost connection (changes not
-/// announced meanwhile) makes the next tick a full sweep.
-async fn follow_change_feed(producer: Arc<Producer>, pool: sqlx::PgPool, shutdown: Shutdown) {
-    use ranq_db::{ChangeFeed, FeedEvent};
+/// Turns the database's change feed into dirty marks until shutdown. A lost connection (changes
+/// not announced meanwhile) makes the next tick a full sweep.
+async fn follow_change_feed(producer: Arc<Producer>, source: Source, shutdown: Shutdown) {
+    use ranq_db::FeedEvent;
     let mut backoff = std::time::Duration::from_millis(500);
     'connect: loop {
         let mut feed = tokio::select! {
-            feed = ChangeFeed::listen(&pool) => match feed {
+            feed = source.listen_for_changes() => match feed {
                 Ok(feed) => feed,
                 Err(error) => {
                     tracing::warn!(%error, "change feed unavailable; retrying");
@@ -120,21 +120,18 @@ async fn follow_change_feed(producer: Arc<Producer>, pool: sqlx::PgPool, shutdow
 /// `shutdown_timeout`), then the lease is released so a standby takes over at once.
 pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Shutdown) -> anyhow::Result<()> {
     let schedule = parse_schedule(&settings.producer.schedule).map_err(anyhow::Error::msg)?;
-    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
+    let queue = Queue::new(cache.redis(), cache.keys(), &settings.worker);
     let name = worker_name("producer");
     let ttl = settings.producer.lease_ttl;
-    let lease = Lease::new(cache.connection(), cache.keys().clone(), name.clone(), ttl);
-    let feed_pool = match (source.pool(), settings.producer.mode) {
-        (ranq_db::Pool::Postgres(pool), ProducerMode::Dirty) => Some(pool.clone()),
-        _ => None,
-    };
-    let producer = Arc::new(Producer::new(source, cache, queue, settings.producer.clone(), lease)?);
+    let feed_source =
+        (settings.producer.mode == ProducerMode::Dirty && source.announces_changes()).then(|| source.clone());
+    let producer = Arc::new(Producer::new(source, cache, queue, settings.producer.clone(), name.clone())?);
     tracing::info!(producer = %name, schedule = %settings.producer.schedule, mode = ?settings.producer.mode, "producer started");
 
     // Stop ticking first, release the lease last: a standby must not take over mid-tick.
     let ticks_stop = Shutdown::new();
     let keeper = tokio::spawn(keep_lease(producer.clone(), ttl, ticks_stop.clone()));
-    let feed = feed_pool.map(|pool| tokio::spawn(follow_change_feed(producer.clone(), pool, ticks_stop.clone())));
+    let feed = feed_source.map(|source| tokio::spawn(follow_change_feed(producer.clone(), source, ticks_stop.clone())));
     let monitor = Monitor::new().register(move |restarts| {
         WorkerBuilder::new(format!("{name}-{restarts}"))
             .backend(CronScheduler::new(schedule.clone()))

@@ -1,31 +1,24 @@
 //! One tick: check leadership, claim the tick fleet-wide (fenced by the lease token), choose the
 //! groups, enqueue them with backpressure while still leader, record the tick.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use ranq_cache::Cache;
-use ranq_core::job::Reason;
-use ranq_core::{GroupId, RefreshJob};
+use ranq_cache::{Cache, Ledger};
+use ranq_core::{GroupId, LastTick, LeaseState, Reason, RefreshJob, TickClaim, Token};
 use ranq_db::Source;
-use ranq_queue::Queue;
+use ranq_queue::{Backpressure, Queue};
 use ranq_runtime::ProducerMode;
 use ranq_runtime::settings::ProducerSettings;
 
-use crate::lease::{Leadership, Lease, LeaseState};
-use ranq_core::{LastTick, TickCounters, Token};
+use crate::lease::{Leadership, Lease};
 
-/// How long a tick claim is kept; far longer than any schedule's period.
-const TICK_CLAIM_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Most quarantined groups retried by one tick (the rest wait for the next).
 const QUARANTINE_RETRIES_PER_TICK: usize = 1_000;
 /// Most schedule slots counted when working out how many ticks nobody enqueued.
 const MISSED_SCAN_LIMIT: usize = 100_000;
-
-static CLAIM_TICK: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("claim_tick.lua")));
-static CLAIM_DIRTY: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("claim_dirty.lua")));
 
 /// What one tick did on this instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +42,7 @@ pub fn tick_id(at: DateTime<Utc>) -> String {
 pub struct Producer {
     source: Source,
     cache: Cache,
+    ledger: Ledger,
     queue: Queue,
     settings: ProducerSettings,
     schedule: cron::Schedule,
@@ -59,17 +53,22 @@ pub struct Producer {
 }
 
 impl Producer {
+    /// A producer instance named `holder` (unique per process start: see
+    /// `ranq_queue::worker_name`), holding the lease for `settings.lease_ttl` when it leads.
     pub fn new(
         source: Source,
         cache: Cache,
         queue: Queue,
         settings: ProducerSettings,
-        lease: Lease,
+        holder: impl Into<String>,
     ) -> anyhow::Result<Self> {
         let schedule = crate::parse_schedule(&settings.schedule).map_err(anyhow::Error::msg)?;
+        let ledger = cache.ledger();
+        let lease = Lease::new(ledger.clone(), holder.into(), settings.lease_ttl);
         Ok(Self {
             source,
             cache,
+            ledger,
             queue,
             settings,
             schedule,
@@ -92,10 +91,13 @@ impl Producer {
 
     /// Marks `groups` dirty (from the change feed).
     pub async fn mark_dirty(&self, groups: &[GroupId]) -> anyhow::Result<()> {
-        if !groups.is_empty() {
-            self.cache.mark_dirty(groups).await?;
-        }
+        self.cache.mark_dirty(groups).await?;
         Ok(())
+    }
+
+    /// The instance's name in the lease.
+    pub fn holder(&self) -> &str {
+        self.lease.holder()
     }
 
     /// One round of lease keeping: acquire or renew, and on becoming leader, account for the ticks
@@ -132,9 +134,7 @@ impl Producer {
     /// Counts the schedule slots between the last enqueued tick and now as missed: no leader
     /// enqueued them.
     async fn count_missed_ticks(&self) -> anyhow::Result<u64> {
-        let keys = self.cache.keys();
-        let mut conn = self.cache.connection();
-        let Some(last) = ranq_status::read_last_tick(&mut conn, keys).await? else { return Ok(0) };
+        let Some(last) = self.ledger.last_tick().await? else { return Ok(0) };
         let Ok(last) = DateTime::parse_from_rfc3339(&last.id) else { return Ok(0) };
         let horizon = Utc::now() - chrono::Duration::milliseconds(500);
         let missed =
@@ -142,12 +142,7 @@ impl Producer {
                 as u64;
         if missed > 0 {
             metrics::counter!("ranq_ticks_total", "outcome" => "missed").increment(missed);
-            redis::cmd("HINCRBY")
-                .arg(keys.ticks())
-                .arg(TickCounters::MISSED)
-                .arg(missed)
-                .query_async::<()>(&mut conn)
-                .await?;
+            self.ledger.add_missed(missed).await?;
         }
         Ok(missed)
     }
@@ -156,25 +151,14 @@ impl Producer {
     pub async fn tick(&self, scheduled: DateTime<Utc>) -> anyhow::Result<TickOutcome> {
         let Some(token) = self.token() else { return Ok(TickOutcome::Standby) };
         let id = tick_id(scheduled);
-        let keys = self.cache.keys();
-        let mut conn = self.cache.connection();
-        let claimed: i64 = CLAIM_TICK
-            .key(keys.leader())
-            .key(keys.tick_claim(&id))
-            .key(keys.ticks())
-            .arg(token)
-            .arg(self.lease.holder())
-            .arg(TICK_CLAIM_TTL.as_secs())
-            .invoke_async(&mut conn)
-            .await?;
-        match claimed {
-            1 => {}
-            0 => {
+        match self.ledger.claim_tick(token, self.lease.holder(), &id).await? {
+            TickClaim::Claimed => {}
+            TickClaim::Duplicate => {
                 metrics::counter!("ranq_ticks_total", "outcome" => "duplicate").increment(1);
                 tracing::debug!(tick = %id, "tick already claimed");
                 return Ok(TickOutcome::Duplicate);
             }
-            _ => {
+            TickClaim::NotLeader => {
                 tracing::warn!(tick = %id, token, "lost the leader lease before the tick; standing by");
                 if let Ok(mut leadership) = self.leadership.lock() {
                     leadership.clear();
@@ -185,15 +169,12 @@ impl Producer {
 
         let (groups, reason) = self.groups_for_tick().await?;
         let jobs: Vec<RefreshJob> = groups.iter().map(|&g| RefreshJob::new(g, reason)).collect();
-        let s = &self.settings;
-        let report = self
-            .queue
-            .enqueue_while(&jobs, s.enqueue_chunk, s.max_backlog, s.backlog_wait, || self.still_leads(token))
-            .await?;
+        let pressure = Backpressure::of(&self.settings);
+        let report = self.queue.enqueue_while(&jobs, &pressure, || self.lease.still_carries(token)).await?;
         if report.deferred > 0 {
             tracing::warn!(tick = %id, deferred = report.deferred, "not every group was enqueued (backlog did not drain, or the lease was lost); the next tick takes them");
         } else if reason == Reason::Dirty {
-            redis::cmd("DEL").arg(keys.dirty_claimed()).query_async::<()>(&mut conn).await?;
+            self.cache.release_dirty_claim().await?;
         }
 
         let last = LastTick {
@@ -202,30 +183,11 @@ impl Producer {
             groups: report.pushed as u64,
             deferred: report.deferred as u64,
         };
-        redis::pipe()
-            .cmd("HINCRBY")
-            .arg(keys.ticks())
-            .arg(TickCounters::ENQUEUED)
-            .arg(1)
-            .ignore()
-            .cmd("SET")
-            .arg(keys.last_tick())
-            .arg(serde_json::to_string(&last)?)
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await?;
+        self.ledger.record_tick(&last).await?;
         metrics::counter!("ranq_ticks_total", "outcome" => "enqueued").increment(1);
         metrics::counter!("ranq_jobs_enqueued_total").increment(report.pushed as u64);
         tracing::info!(tick = %id, groups = report.pushed, ?reason, "tick enqueued");
         Ok(TickOutcome::Enqueued { pushed: report.pushed, deferred: report.deferred })
-    }
-
-    /// Whether the lease in Redis still carries `token`: checked before every enqueued chunk.
-    async fn still_leads(&self, token: Token) -> bool {
-        let mut conn = self.cache.connection();
-        let lease: Option<String> =
-            redis::cmd("GET").arg(self.cache.keys().leader()).query_async(&mut conn).await.unwrap_or(None);
-        lease.and_then(|l| ranq_core::fleet::parse_lease(&l)).map(|(held, _, _)| held) == Some(token)
     }
 
     /// The groups this tick refreshes: all of them, or the dirty ones between full sweeps. A full
@@ -237,11 +199,14 @@ impl Producer {
             ProducerMode::Dirty => {
                 let every = u64::from(self.settings.sweep_every);
                 let requested = self.sweep_requested.swap(false, Ordering::Relaxed);
-                requested || (every > 0 && led % every == 0) || self.cache_is_empty().await?
+                requested || (every > 0 && led % every == 0) || self.cache.is_empty().await?
             }
         };
-        let (groups, reason) =
-            if sweep { (self.sweep_groups().await?, Reason::Tick) } else { (self.claim_dirty().await?, Reason::Dirty) };
+        let (groups, reason) = if sweep {
+            (self.sweep_groups().await?, Reason::Tick)
+        } else {
+            (self.cache.claim_dirty().await?, Reason::Dirty)
+        };
         Ok((self.apply_quarantine(groups).await?, reason))
     }
 
@@ -265,12 +230,6 @@ impl Producer {
         Ok(groups)
     }
 
-    async fn cache_is_empty(&self) -> anyhow::Result<bool> {
-        let mut conn = self.cache.connection();
-        let cached: u64 = redis::cmd("ZCARD").arg(self.cache.keys().index()).query_async(&mut conn).await?;
-        Ok(cached == 0)
-    }
-
     /// Every group in the source, plus every cached group that is no longer in the source: the
     /// refresh finds it absent and deletes its snapshot.
     async fn sweep_groups(&self) -> anyhow::Result<Vec<GroupId>> {
@@ -283,22 +242,6 @@ impl Producer {
                 "cached groups no longer in the source; refreshing them to delete their snapshots"
             );
             groups.extend(gone);
-        }
-        Ok(groups)
-    }
-
-    /// Takes the dirty set (see `claim_dirty.lua`); marks that are not group ids are dropped with
-    /// a warning.
-    async fn claim_dirty(&self) -> anyhow::Result<Vec<GroupId>> {
-        let keys = self.cache.keys();
-        let mut conn = self.cache.connection();
-        let raw: Vec<String> = CLAIM_DIRTY.key(keys.dirty()).key(keys.dirty_claimed()).invoke_async(&mut conn).await?;
-        let mut groups = Vec::with_capacity(raw.len());
-        for member in raw {
-            match ranq_core::parse_group_id(&member) {
-                Ok(g) => groups.push(g),
-                Err(e) => tracing::warn!(%e, "ignoring a dirty mark that is not a group id"),
-            }
         }
         Ok(groups)
     }

@@ -10,11 +10,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use ranq_core::{Incoming, RefreshJob};
 use serde::Serialize;
 
-use crate::{Queue, QueueError};
+use crate::{Backpressure, Queue, QueueError};
 
-static PURGE_DEAD: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("purge_dead.lua")));
+static PURGE_DEAD: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("lua/purge_dead.lua")));
 static RECOVER_WORKER: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("recover_worker.lua")));
+    LazyLock::new(|| redis::Script::new(include_str!("lua/recover_worker.lua")));
 
 /// Most dead jobs one call reads or changes; `--all` works through the set in pages of this.
 pub const DEAD_PAGE: usize = 1_000;
@@ -46,9 +46,14 @@ pub struct RetryReport {
     pub deferred: usize,
 }
 
-/// Queue depth above which `retry` holds back, and for how long at most.
-const RETRY_MAX_BACKLOG: usize = 4_000;
-const RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// What became of the jobs a stopped worker had fetched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Put back at the front of the queue.
+    pub requeued: usize,
+    /// Sent to the dead letter: their payload or metadata would stop any worker that fetched them.
+    pub dead: usize,
+}
 
 impl Queue {
     /// Ids of up to `limit` dead jobs (in no particular order).
@@ -76,7 +81,7 @@ impl Queue {
     /// about `count` ids, some possibly seen before. Members removed meanwhile do not disturb the
     /// scan, so a caller may retry or purge each page as it goes.
     pub async fn scan_dead(&self, cursor: u64, count: usize) -> Result<(u64, Vec<String>), QueueError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         Ok(redis::cmd("SSCAN")
             .arg(self.config.dead_jobs_set())
             .arg(cursor)
@@ -91,7 +96,7 @@ impl Queue {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let mut pipe = redis::pipe();
         pipe.cmd("SMISMEMBER").arg(self.config.dead_jobs_set()).arg(ids);
         pipe.cmd("HMGET").arg(self.config.job_data_hash()).arg(ids);
@@ -130,9 +135,10 @@ impl Queue {
             .collect())
     }
 
-    /// Pushes a fresh refresh job for each dead job in `ids` that holds one, and removes those
-    /// from the dead letter. A retried group coalesces with a refresh already pending.
-    pub async fn retry_dead(&self, ids: &[String]) -> Result<RetryReport, QueueError> {
+    /// Pushes a fresh refresh job for each dead job in `ids` that holds one, as `pressure`
+    /// allows, and removes those from the dead letter. A retried group coalesces with a refresh
+    /// already pending.
+    pub async fn retry_dead(&self, ids: &[String], pressure: &Backpressure) -> Result<RetryReport, QueueError> {
         let mut report = RetryReport::default();
         let found = self.dead_jobs(ids).await?;
         report.not_found = ids.iter().filter(|id| !found.iter().any(|j| &j.id == *id)).cloned().collect();
@@ -141,7 +147,7 @@ impl Queue {
         for dead in found {
             match dead.group {
                 Some(group) => {
-                    jobs.push(RefreshJob::new(group, ranq_core::job::Reason::Manual));
+                    jobs.push(RefreshJob::new(group, ranq_core::Reason::Manual));
                     retried.push(dead.id);
                 }
                 None => report.malformed.push(dead.id),
@@ -149,7 +155,7 @@ impl Queue {
         }
         // Push first, then forget: a crash in between leaves a duplicate, never a lost job. The
         // backlog bound applies as for a tick; what does not fit in time stays dead.
-        let pushed = self.enqueue(&jobs, DEAD_PAGE, RETRY_MAX_BACKLOG, RETRY_WAIT).await?;
+        let pushed = self.enqueue(&jobs, pressure).await?;
         report.deferred = pushed.deferred;
         retried.truncate(pushed.pushed);
         self.purge_dead(&retried).await?;
@@ -162,7 +168,7 @@ impl Queue {
         if ids.is_empty() {
             return Ok(0);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let mut invocation = PURGE_DEAD.key(self.config.dead_jobs_set());
         invocation.key(self.config.job_data_hash()).key(self.config.job_meta_hash()).arg(ids);
         Ok(invocation.invoke_async(&mut conn).await?)
@@ -171,13 +177,13 @@ impl Queue {
     /// Takes back the jobs that `worker` (stopped, never to run again under that name) had
     /// fetched: those whose payload does not even decode go to the dead letter — they would stop
     /// every worker that fetched them — and the rest go back to the front of the queue now
-    /// rather than after the orphan window. Returns `(requeued, dead)`.
-    pub async fn recover_stopped_worker(&self, worker: &str) -> Result<(usize, usize), QueueError> {
-        let mut conn = self.conn.clone();
+    /// rather than after the orphan window.
+    pub async fn recover_stopped_worker(&self, worker: &str) -> Result<Recovered, QueueError> {
+        let mut conn = self.conn();
         let inflight = format!("{}:{worker}", self.config.inflight_jobs_set());
         let ids: Vec<String> = redis::cmd("SMEMBERS").arg(&inflight).query_async(&mut conn).await?;
         if ids.is_empty() {
-            return Ok((0, 0));
+            return Ok(Recovered::default());
         }
         let payloads: Vec<Option<Vec<u8>>> =
             redis::cmd("HMGET").arg(self.config.job_data_hash()).arg(&ids).query_async(&mut conn).await?;
@@ -211,7 +217,7 @@ impl Queue {
             };
         }
         let (requeued, dead): (usize, usize) = invocation.invoke_async(&mut conn).await?;
-        Ok((requeued, dead))
+        Ok(Recovered { requeued, dead })
     }
 }
 

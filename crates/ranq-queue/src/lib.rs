@@ -1,8 +1,9 @@
-//! `ranq-queue` wraps apalis-redis for the one job type ranq has, [`RefreshJob`], and works around
-//! the pitfalls of apalis-redis 1.0 in one place:
+//! `ranq-queue` wraps apalis-redis for the one job type ranq has, [`ranq_core::RefreshJob`], and
+//! works around the pitfalls of apalis-redis 1.0 in one place:
 //!
 //! * every push lands in the scheduled set and ~8,000 jobs falling due at once break the fetch
-//!   script, so [`Queue::enqueue`] pushes in chunks and waits (bounded) for the backlog to drain;
+//!   script, so [`Queue::enqueue`] pushes in chunks and waits (bounded, see [`Backpressure`]) for
+//!   the backlog to drain;
 //! * an idle worker stops polling unless something wakes it, so [`TickPoll`] wakes it on a timer;
 //! * worker names must be unique per process start for orphan recovery, see [`worker_name`].
 //!
@@ -13,11 +14,9 @@ mod dead;
 mod poll;
 mod queue;
 
-pub use apalis_redis::RedisStorage;
-pub use dead::{DEAD_PAGE, DeadJob, RetryReport};
+pub use dead::{DEAD_PAGE, DeadJob, Recovered, RetryReport};
 pub use poll::TickPoll;
-pub use queue::{EnqueueReport, Queue, QueueError, QueueOptions, QueueStats, worker_name};
-pub use ranq_core::RefreshJob;
+pub use queue::{Backpressure, EnqueueReport, Queue, QueueError, QueueStats, worker_name};
 
 /// Runs an apalis monitor until `stop` resolves, then lets its workers drain for at most `grace`.
 pub async fn run_monitor(

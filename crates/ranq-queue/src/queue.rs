@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_redis::{Config, RedisStorage};
-use ranq_core::{Incoming, Keys, RefreshJob};
-use redis::aio::ConnectionManager;
+use ranq_core::{GroupId, Incoming, Keys, RefreshJob};
+use ranq_redis::Redis;
+use ranq_runtime::settings::{ProducerSettings, WorkerSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -21,22 +22,32 @@ const PENDING_FLAG_TTL: Duration = Duration::from_secs(300);
 
 /// The idempotency key of a group's refresh job. apalis-redis refuses a push whose key is
 /// already taken, so this is what makes at most one refresh per group pending.
-fn pending_key(group: ranq_core::GroupId) -> String {
+fn pending_key(group: GroupId) -> String {
     format!("g{group}")
 }
 
-/// Queue tuning shared by producers and workers.
-#[derive(Debug, Clone)]
-pub struct QueueOptions {
-    /// Jobs a worker fetches per round trip.
-    pub fetch_size: usize,
-    pub heartbeat: Duration,
-    pub missed_heartbeats: usize,
+/// How a push makes room for itself: in chunks, each waiting while the backlog is full, for a
+/// bounded time in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backpressure {
+    /// Jobs pushed per round trip.
+    pub chunk: usize,
+    /// Most jobs allowed to wait in the queue before a push holds back (apalis-redis 1.0 fails
+    /// when about 8,000 jobs fall due at once).
+    pub max_backlog: usize,
+    /// How long one push may wait for room, in all, before it defers the rest.
+    pub wait: Duration,
 }
 
-impl Default for QueueOptions {
-    fn default() -> Self {
-        Self { fetch_size: 128, heartbeat: Duration::from_secs(2), missed_heartbeats: 3 }
+impl Backpressure {
+    /// The producer's settings, which every pusher shares: one backlog bound for the fleet.
+    pub fn of(settings: &ProducerSettings) -> Self {
+        Self { chunk: settings.enqueue_chunk, max_backlog: settings.max_backlog, wait: settings.backlog_wait }
+    }
+
+    /// The same bound, waiting at most `wait`.
+    pub fn waiting(self, wait: Duration) -> Self {
+        Self { wait, ..self }
     }
 }
 
@@ -50,7 +61,7 @@ pub struct EnqueueReport {
     pub deferred: usize,
 }
 
-/// Queue depth as `ranq status` shows it (CONTRACT §6).
+/// Queue depth as `ranq status` shows it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueStats {
     /// Waiting to run: due, scheduled (including retries) and fetched-but-unclaimed.
@@ -59,6 +70,8 @@ pub struct QueueStats {
     pub running: u64,
     /// Gave up after all attempts.
     pub dead: u64,
+    /// Done, and not yet vacuumed away.
+    pub finished: u64,
     /// Workers whose heartbeat is within the orphan window.
     pub workers_alive: u64,
 }
@@ -67,7 +80,7 @@ pub struct QueueStats {
 #[derive(Clone)]
 pub struct Queue {
     storage: RedisStorage<RefreshJob>,
-    pub(crate) conn: ConnectionManager,
+    pub(crate) redis: Redis,
     pub(crate) config: Config,
 }
 
@@ -78,12 +91,15 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
-    pub fn new(conn: ConnectionManager, keys: &Keys, options: &QueueOptions) -> Self {
+    /// The queue of `keys`' namespace on `redis`. The worker settings decide how many jobs a
+    /// fetch takes (one batch) and how soon a silent worker's jobs run elsewhere, which is also
+    /// who counts as alive in [`Queue::stats`].
+    pub fn new(redis: &Redis, keys: &Keys, worker: &WorkerSettings) -> Self {
         let config = Config::default()
             .queue(keys.queue())
-            .batch_size(options.fetch_size.max(1))
-            .heartbeat_interval(options.heartbeat)
-            .missed_heartbeats(options.missed_heartbeats.max(1))
+            .batch_size(worker.batch_size.max(1))
+            .heartbeat_interval(worker.heartbeat)
+            .missed_heartbeats(worker.missed_heartbeats.max(1))
             // apalis acks a job only when it persists its result; the results themselves are tiny
             // (`null`) and `vacuum_done` removes them with the job.
             .persist_results(true)
@@ -98,45 +114,26 @@ impl Queue {
             // The pending flag of a group (see `coalescing`) expires by itself after this long,
             // should its job ever vanish without running.
             .idempotency_ttl(Some(PENDING_FLAG_TTL));
-        let storage = RedisStorage::new(conn.clone()).with_config(config.clone());
-        Self { storage, conn, config }
+        let storage = RedisStorage::new(redis.manager()).with_config(config.clone());
+        Self { storage, redis: redis.clone(), config }
     }
 
-    /// The same queue with apalis-redis's per-job leases on, as it ships. Only `ranq bench` uses
-    /// it, to show what the leases cost.
-    pub fn with_stock_leases(mut self) -> Self {
-        self.config = self.config.lock_tasks(true);
-        self.storage = RedisStorage::new(self.conn.clone()).with_config(self.config.clone());
-        self
-    }
-
-    /// The storage jobs are pushed to.
-    pub fn storage(&self) -> RedisStorage<RefreshJob> {
-        self.storage.clone()
+    pub(crate) fn conn(&self) -> redis::aio::ConnectionManager {
+        self.redis.manager()
     }
 
     /// The storage to hand an apalis worker: the same queue, read as [`Incoming`], so that a
     /// payload that is valid JSON but not a refresh job reaches the handler (and the dead letter)
     /// instead of stopping the worker.
     pub fn consumer_storage(&self) -> RedisStorage<Incoming> {
-        RedisStorage::new(self.conn.clone()).with_config(self.config.clone())
+        RedisStorage::new(self.redis.manager()).with_config(self.config.clone())
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// Pushes `jobs` in chunks of `chunk`, waiting before each chunk (up to `wait` in all) while
-    /// more than `max_backlog` jobs are queued. What could not be pushed in time is reported as
-    /// deferred, never silently dropped.
-    pub async fn enqueue(
-        &self,
-        jobs: &[RefreshJob],
-        chunk: usize,
-        max_backlog: usize,
-        wait: Duration,
-    ) -> Result<EnqueueReport, QueueError> {
-        self.enqueue_while(jobs, chunk, max_backlog, wait, || std::future::ready(true)).await
+    /// Pushes `jobs` as `pressure` allows: in chunks, each waiting while the backlog is full, up
+    /// to `pressure.wait` in all. What could not be pushed in time is reported as deferred, never
+    /// silently dropped.
+    pub async fn enqueue(&self, jobs: &[RefreshJob], pressure: &Backpressure) -> Result<EnqueueReport, QueueError> {
+        self.enqueue_while(jobs, pressure, || std::future::ready(true)).await
     }
 
     /// [`Queue::enqueue`], asking `allowed` before every chunk; when it says no, the rest is
@@ -144,20 +141,18 @@ impl Queue {
     pub async fn enqueue_while<F, Fut>(
         &self,
         jobs: &[RefreshJob],
-        chunk: usize,
-        max_backlog: usize,
-        wait: Duration,
+        pressure: &Backpressure,
         mut allowed: F,
     ) -> Result<EnqueueReport, QueueError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = tokio::time::Instant::now() + pressure.wait;
         let mut report = EnqueueReport::default();
         let mut storage = self.storage.clone();
-        for part in jobs.chunks(chunk.max(1)) {
-            if !self.wait_for_room(part.len(), max_backlog, deadline).await? || !allowed().await {
+        for part in jobs.chunks(pressure.chunk.max(1)) {
+            if !self.wait_for_room(part.len(), pressure.max_backlog, deadline).await? || !allowed().await {
                 report.deferred = jobs.len() - report.pushed;
                 break;
             }
@@ -192,7 +187,7 @@ impl Queue {
 
     /// Jobs waiting in the scheduled set and the due list.
     async fn waiting(&self) -> Result<u64, QueueError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let (scheduled, active): (u64, u64) = redis::pipe()
             .cmd("ZCARD")
             .arg(self.config.scheduled_jobs_set())
@@ -205,7 +200,7 @@ impl Queue {
 
     /// Depth and liveness, read straight from apalis-redis's keys.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         let alive_since = now.saturating_sub(self.config.orphaned_duration().as_secs());
         let workers: Vec<String> = redis::cmd("ZRANGE")
@@ -220,14 +215,16 @@ impl Queue {
         pipe.cmd("LLEN").arg(self.config.active_jobs_list());
         // apalis-redis adds dead jobs with SADD (its own stats script reads them with ZCARD).
         pipe.cmd("SCARD").arg(self.config.dead_jobs_set());
+        pipe.cmd("SCARD").arg(self.config.done_jobs_set());
         for worker in &workers {
             pipe.cmd("SCARD").arg(format!("{}:{worker}", self.config.inflight_jobs_set()));
         }
         let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
         let pending = counts.first().copied().unwrap_or(0) + counts.get(1).copied().unwrap_or(0);
         let dead = counts.get(2).copied().unwrap_or(0);
-        let running = counts.iter().skip(3).sum();
-        Ok(QueueStats { pending, running, dead, workers_alive: workers.len() as u64 })
+        let finished = counts.get(3).copied().unwrap_or(0);
+        let running = counts.iter().skip(4).sum();
+        Ok(QueueStats { pending, running, dead, finished, workers_alive: workers.len() as u64 })
     }
 }
 
@@ -235,14 +232,13 @@ impl Queue {
     /// Clears the pending flags of `groups` as their jobs start running, so that a mark arriving
     /// from now on enqueues exactly one more refresh after this one (coalescing: at most one
     /// pending and one running refresh per group).
-    pub async fn clear_pending(&self, groups: &[ranq_core::GroupId]) -> Result<(), QueueError> {
+    pub async fn clear_pending(&self, groups: &[GroupId]) -> Result<(), QueueError> {
         if groups.is_empty() {
             return Ok(());
         }
         let prefix = self.config.idempotency_key_set();
         let keys: Vec<String> = groups.iter().map(|&g| format!("{prefix}:{}", pending_key(g))).collect();
-        let mut conn = self.conn.clone();
-        redis::cmd("DEL").arg(keys).query_async::<()>(&mut conn).await?;
+        redis::cmd("DEL").arg(keys).query_async::<()>(&mut self.conn()).await?;
         Ok(())
     }
 }
@@ -256,19 +252,18 @@ impl Queue {
         }
         let keys: Vec<String> =
             names.iter().map(|n| format!("{}:workers:metadata:{n}", self.config.queue.as_ref())).collect();
-        let mut conn = self.conn.clone();
-        redis::cmd("DEL").arg(keys).query_async::<()>(&mut conn).await?;
+        redis::cmd("DEL").arg(keys).query_async::<()>(&mut self.conn()).await?;
         Ok(())
     }
 }
 
-static VACUUM_DONE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("vacuum_done.lua")));
+static VACUUM_DONE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("lua/vacuum_done.lua")));
 
 impl Queue {
     /// Deletes up to `limit` finished jobs (payload, metadata, done mark); returns how many.
     /// apalis-redis keeps finished jobs forever, so workers call this periodically.
     pub async fn vacuum_done(&self, limit: usize) -> Result<usize, QueueError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         Ok(VACUUM_DONE
             .key(self.config.done_jobs_set())
             .key(self.config.job_data_hash())

@@ -5,20 +5,19 @@
 //! `<ns>:written`, and a subscriber drops those groups here at once; a copy also expires after
 //! `local_ttl` whatever happens to the messages. While the subscription is down, nothing is kept
 //! and every read goes to Redis; a subscription that dies silently is found out within seconds,
-//! because the subscriber stops hearing its own heartbeats. Status and `age_ms` are computed per request from the snapshot's
-//! `computed_at`, so a kept copy ages exactly like the one in Redis.
+//! because the subscriber stops hearing its own heartbeats. Status and `age_ms` are computed per
+//! request from the snapshot's `computed_at`, so a kept copy ages exactly like the one in Redis.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use ranq_cache::Cache;
 use ranq_core::{GroupHealth, GroupId, Snapshot};
 use ranq_runtime::Shutdown;
 
-use crate::response::RenderedEntries;
+use crate::answer::RenderedEntries;
 
 /// Groups kept at most; beyond it expired copies are dropped, then all of them.
 const CAPACITY: usize = 10_000;
@@ -130,18 +129,16 @@ impl LocalSnapshots {
         let mut warned = false;
         loop {
             match cache.subscribe_written().await {
-                Ok(pubsub) => {
+                Ok(mut messages) => {
                     warned = false;
                     self.set_live(true);
-                    let mut messages = pubsub.into_on_message();
                     let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
                     let mut heard = Instant::now();
                     loop {
                         tokio::select! {
                             message = messages.next() => match message {
-                                Some(message) => {
+                                Some(groups) => {
                                     heard = Instant::now();
-                                    let groups: String = message.get_payload().unwrap_or_default();
                                     if !groups.starts_with(HEARTBEAT) {
                                         self.invalidate(&groups);
                                     }

@@ -86,7 +86,7 @@ impl ReadMetrics {
     }
 
     /// Records what a read's request for a refresh did.
-    pub fn record_refresh(&self, asked: crate::Asked) {
+    pub fn record_refresh(&self, asked: crate::on_miss::Asked) {
         let recorder: &dyn Recorder = &self.recorder;
         with_local_recorder(recorder, || {
             metrics::counter!("ranq_read_refreshes_total", "outcome" => asked.as_str()).increment(1);

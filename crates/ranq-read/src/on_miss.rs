@@ -13,18 +13,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ranq_cache::Cache;
-use ranq_core::GroupId;
-use ranq_core::job::{Reason, RefreshJob};
-use ranq_queue::{Queue, QueueOptions};
-use ranq_runtime::settings::{OnMiss, ReadSettings};
+use ranq_core::{GroupId, Reason, RefreshJob};
+use ranq_queue::{Backpressure, Queue};
+use ranq_runtime::settings::{OnMiss, Settings};
 
 /// How long a group asked for is not asked for again by this process.
 const ASK_AGAIN_AFTER: Duration = Duration::from_secs(1);
 /// Groups remembered as recently asked for; the memory is cleared beyond this.
 const RECENT_CAPACITY: usize = 10_000;
-/// Queue depth above which reads stop pushing: the producer's default backlog bound, well below
-/// the ~8,000 due jobs at which apalis-redis 1.0's fetch fails (FACTS).
-const MAX_BACKLOG: usize = 4_000;
 
 /// What asking for a refresh did (the `outcome` label of `ranq_read_refreshes_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +53,9 @@ impl Asked {
 #[derive(Debug)]
 pub struct OnMissRefresh {
     queue: Queue,
+    /// The producer's backlog bound, one push at a time, never waiting: past it, reads stop
+    /// pushing and leave the group to the next tick.
+    pressure: Backpressure,
     wait: Duration,
     rate: u32,
     /// Pushes in the current one-second window: (window start, count).
@@ -79,12 +78,15 @@ pub enum Claim {
 impl OnMissRefresh {
     /// `None` when `read.on_miss` is `none`. The wait, counted from the request's start, is kept
     /// short of the request timeout, so a waiting MISS still answers 404 rather than 503.
-    pub fn new(settings: &ReadSettings, cache: &Cache) -> Option<Self> {
-        let wait = settings.miss_wait.min(settings.request_timeout.saturating_sub(Duration::from_millis(250)));
-        (settings.on_miss == OnMiss::Refresh).then(|| Self {
-            queue: Queue::new(cache.connection(), cache.keys(), &QueueOptions::default()),
+    pub fn new(settings: &Settings, cache: &Cache) -> Option<Self> {
+        let read = &settings.read;
+        let wait = read.miss_wait.min(read.request_timeout.saturating_sub(Duration::from_millis(250)));
+        let pressure = Backpressure { chunk: 1, ..Backpressure::of(&settings.producer) }.waiting(Duration::ZERO);
+        (read.on_miss == OnMiss::Refresh).then(|| Self {
+            queue: Queue::new(cache.redis(), cache.keys(), &settings.worker),
+            pressure,
             wait,
-            rate: settings.refresh_rate,
+            rate: read.refresh_rate,
             window: Mutex::new((Instant::now(), 0)),
             recent: Mutex::new(HashMap::new()),
         })
@@ -146,7 +148,7 @@ impl OnMissRefresh {
             }
         }
         let job = RefreshJob::new(group, Reason::Read);
-        match self.queue.enqueue(&[job], 1, MAX_BACKLOG, Duration::ZERO).await {
+        match self.queue.enqueue(&[job], &self.pressure).await {
             Ok(report) if report.pushed == 1 => Asked::Enqueued,
             Ok(_) => Asked::Skipped,
             Err(error) => {

@@ -12,7 +12,8 @@ use std::time::Duration;
 use axum::body::Bytes;
 use ranq_cache::Cache;
 use ranq_core::FreshnessPolicy;
-use ranq_queue::{Queue, QueueOptions};
+use ranq_queue::Queue;
+use ranq_runtime::settings::WorkerSettings;
 use ranq_status::StatusReport;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -38,11 +39,15 @@ pub(crate) struct SharedStatus {
 }
 
 impl SharedStatus {
-    /// `queue` must carry the workers' heartbeat settings: they decide which workers count as
-    /// alive.
-    pub(crate) fn new(cache: &Cache, queue: &QueueOptions, policy: FreshnessPolicy, request_timeout: Duration) -> Self {
+    /// The workers' settings decide which workers count as alive.
+    pub(crate) fn new(
+        cache: &Cache,
+        worker: &WorkerSettings,
+        policy: FreshnessPolicy,
+        request_timeout: Duration,
+    ) -> Self {
         Self {
-            queue: Queue::new(cache.connection(), cache.keys(), queue),
+            queue: Queue::new(cache.redis(), cache.keys(), worker),
             policy,
             last: Mutex::new(None),
             gather_timeout: request_timeout.saturating_sub(Duration::from_millis(250)).max(Duration::from_millis(100)),

@@ -16,6 +16,9 @@ use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::conditional::none_match;
+use crate::error::ApiError;
+
 /// Same origin only; no inline script, no inline style, no framing, forms post nowhere else.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
                    connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -56,30 +59,27 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
 });
 
 /// `GET /`: the leaderboard page.
-pub(crate) async fn board(headers: HeaderMap) -> Response {
+pub(crate) async fn board(headers: HeaderMap) -> Result<Response, ApiError> {
     serve("index.html", &headers)
 }
 
 /// `GET /ops`: the operations page.
-pub(crate) async fn ops(headers: HeaderMap) -> Response {
+pub(crate) async fn ops(headers: HeaderMap) -> Result<Response, ApiError> {
     serve("ops.html", &headers)
 }
 
 /// `GET /assets/{name}`: a script, the style sheet or the icon.
-pub(crate) async fn asset(name: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Response {
-    let Ok(Path(name)) = name else {
-        return crate::routes::error(StatusCode::NOT_FOUND, "no_asset", "no asset by that name");
-    };
+pub(crate) async fn asset(name: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let Path(name) = name.map_err(|_| ApiError::NoAsset("(undecodable)".into()))?;
     if name.ends_with(".html") {
-        return crate::routes::not_found().await; // pages have their own paths
+        return Err(ApiError::NoRoute); // pages have their own paths
     }
     serve(&name, &headers)
 }
 
-fn serve(name: &str, request: &HeaderMap) -> Response {
-    let Some((i, asset)) = ASSETS.iter().enumerate().find(|(_, a)| a.name == name) else {
-        return crate::routes::error(StatusCode::NOT_FOUND, "no_asset", format!("no asset named {name:?}"));
-    };
+fn serve(name: &str, request: &HeaderMap) -> Result<Response, ApiError> {
+    let (i, asset) =
+        ASSETS.iter().enumerate().find(|(_, a)| a.name == name).ok_or_else(|| ApiError::NoAsset(name.to_owned()))?;
     let etag = &ETAGS[i];
     let mut headers = HeaderMap::new();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -90,9 +90,9 @@ fn serve(name: &str, request: &HeaderMap) -> Response {
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
         headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     }
-    if crate::routes::none_match(request, etag) {
-        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    if none_match(request, etag) {
+        return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
     }
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
-    (StatusCode::OK, headers, asset.body).into_response()
+    Ok((StatusCode::OK, headers, asset.body).into_response())
 }

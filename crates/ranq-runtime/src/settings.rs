@@ -37,7 +37,7 @@ pub struct Settings {
     pub read: ReadSettings,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -45,13 +45,13 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ProducerMode {
     /// Every group, every tick.
     #[default]
     All,
-    /// Only the groups in the dirty set, plus a full sweep every `sweep_every` ticks.
+    /// Only the groups in the dirty set, plus a full sweep every --sweep-every ticks.
     Dirty,
 }
 
@@ -201,6 +201,62 @@ impl Default for Settings {
                 ui: true,
             },
         }
+    }
+}
+
+impl Settings {
+    /// Values that parse but make no sense, as one line naming the key, the rule and the
+    /// default. (The Redis URL is checked where Redis is known: `ranq_redis::check_url`.)
+    pub fn validate(&self) -> Result<(), String> {
+        let d = Settings::default();
+        let bad = |key: &str, why: String| Err(format!("invalid configuration: {key} {why}"));
+        if self.namespace.is_empty() || self.namespace.contains(['{', '}', ' ']) {
+            return bad("namespace", format!("must be non-empty, without spaces or braces (e.g. {:?})", d.namespace));
+        }
+        let (w, dw) = (&self.worker, &d.worker);
+        if w.batch_size == 0 {
+            return bad("worker.batch_size", format!("must be at least 1 (default {})", dw.batch_size));
+        }
+        if w.concurrency == 0 {
+            return bad("worker.concurrency", format!("must be at least 1 (default {})", dw.concurrency));
+        }
+        if w.max_attempts == 0 || w.retry_attempts == 0 {
+            return bad(
+                "worker.max_attempts",
+                format!(
+                    "and worker.retry_attempts must be at least 1 (defaults {} and {})",
+                    dw.max_attempts, dw.retry_attempts
+                ),
+            );
+        }
+        if w.quarantine_after == 0 {
+            return bad("worker.quarantine_after", format!("must be at least 1 (default {})", dw.quarantine_after));
+        }
+        if self.read.stale_after > self.read.max_age {
+            return bad("read.stale_after", "must not exceed read.max_age".into());
+        }
+        let (p, dp) = (&self.producer, &d.producer);
+        if p.enqueue_chunk == 0 || p.max_backlog < p.enqueue_chunk {
+            return bad(
+                "producer.max_backlog",
+                format!(
+                    "must be at least producer.enqueue_chunk (defaults {} and {})",
+                    dp.max_backlog, dp.enqueue_chunk
+                ),
+            );
+        }
+        if p.lease_ttl < Duration::from_secs(1) {
+            return bad(
+                "producer.lease_ttl",
+                format!("must be at least 1s (default {})", humantime::format_duration(dp.lease_ttl)),
+            );
+        }
+        if let Some(url) = &self.database_url
+            && !["postgres://", "postgresql://", "sqlite:"].iter().any(|scheme| url.starts_with(scheme))
+        {
+            return bad("database_url", "must be postgres://user@host/db or sqlite:path/to/file.db".into());
+        }
+        Ok(())
     }
 }
 

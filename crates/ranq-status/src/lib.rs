@@ -1,23 +1,19 @@
 //! `ranq-status` is the fleet at a glance — producer, queue, workers, freshness, quarantine — read
 //! from Redis in a few round trips. `ranq status --json` prints [`StatusReport::to_json`] and the
 //! read API serves the same object at `GET /v1/status`, so the terminal and the operations page
-//! never disagree (CONTRACT §6).
+//! never disagree.
 //!
 //! Architecture Invariant: read-only, and never the source database: status answers while the
 //! database is down, which is when an operator needs it most. This is why the read API may depend
 //! on it.
 
-mod producer;
-
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ranq_cache::{Cache, CacheError, FreshnessCounts};
-use ranq_core::{FreshnessPolicy, GroupHealth, GroupId, LastTick, LeaderInfo, TickCounters};
+use ranq_cache::{Cache, CacheError, FreshnessCounts, Quarantine};
+use ranq_core::{FreshnessPolicy, LastTick, LeaderInfo, TickCounters};
 use ranq_queue::{Queue, QueueError, QueueStats};
 use serde_json::{Value, json};
-
-pub use crate::producer::{read_last_tick, read_leader, read_tick_counters};
 
 /// Why a report could not be read: Redis did not answer.
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +22,6 @@ pub enum StatusError {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Queue(#[from] QueueError),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
 }
 
 /// Everything status shows, read at one moment.
@@ -44,8 +38,7 @@ pub struct StatusReport {
     /// Cached groups per age bucket: `(upper bound, count)`, the last bucket unbounded (`None`).
     pub age_buckets: Vec<(Option<Duration>, u64)>,
     /// Quarantined groups in all, and the first few of them.
-    pub quarantined: u64,
-    pub quarantine: Vec<(GroupId, GroupHealth)>,
+    pub quarantine: Quarantine,
 }
 
 impl StatusReport {
@@ -57,22 +50,21 @@ impl StatusReport {
         policy: &FreshnessPolicy,
         quarantine_shown: usize,
     ) -> Result<Self, StatusError> {
-        let keys = cache.keys();
         let now = Utc::now();
         let bounds = age_bucket_bounds(policy);
-        let (mut c1, mut c2, mut c3) = (cache.connection(), cache.connection(), cache.connection());
-        let (queue_stats, ticks, last_tick, leader, groups, histogram, (quarantined, quarantine)) = tokio::try_join!(
+        let ledger = cache.ledger();
+        let (queue_stats, ticks, last_tick, leader, groups, histogram, quarantine) = tokio::try_join!(
             async { queue.stats().await.map_err(StatusError::from) },
-            async { read_tick_counters(&mut c1, keys).await.map_err(StatusError::from) },
-            async { read_last_tick(&mut c2, keys).await.map_err(StatusError::from) },
-            async { read_leader(&mut c3, keys).await.map_err(StatusError::from) },
+            async { ledger.counters().await.map_err(StatusError::from) },
+            async { ledger.last_tick().await.map_err(StatusError::from) },
+            async { ledger.leader().await.map_err(StatusError::from) },
             async { cache.freshness_counts(policy, now).await.map_err(StatusError::from) },
             async { cache.age_histogram(&bounds, now).await.map_err(StatusError::from) },
             async { cache.quarantined(quarantine_shown).await.map_err(StatusError::from) },
         )?;
         let age_buckets = bounds.iter().copied().map(Some).chain([None]).zip(histogram).collect();
         Ok(Self {
-            namespace: keys.namespace().to_owned(),
+            namespace: cache.keys().namespace().to_owned(),
             now,
             policy: *policy,
             leader,
@@ -81,17 +73,17 @@ impl StatusReport {
             queue: queue_stats,
             groups,
             age_buckets,
-            quarantined,
             quarantine,
         })
     }
 
-    /// The report as CONTRACT §6's object; fields beyond the contract's are additions.
+    /// The report as the object of `ranq status --json` (see `docs/reference/http.md`).
     pub fn to_json(&self) -> Value {
         let f = &self.groups;
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let quarantine: Vec<_> = self
             .quarantine
+            .first
             .iter()
             .map(|(group, h)| {
                 json!({ "group": group, "failures": h.failures, "error": h.error, "since": h.since(), "retry_at": h.retry_at() })
@@ -111,7 +103,7 @@ impl StatusReport {
             "workers": { "alive": self.queue.workers_alive },
             "groups": {
                 "cached": f.cached, "fresh": f.fresh, "stale": f.stale, "expired": f.expired,
-                "quarantined": self.quarantined, "age_ms": ages, "age_buckets": buckets,
+                "quarantined": self.quarantine.total, "age_ms": ages, "age_buckets": buckets,
             },
             "quarantine": quarantine,
         })

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ranq_cache::{Cache, Outcome, QuarantinePolicy, Write};
+use ranq_cache::{Cache, GroupFailure, Outcome, QuarantinePolicy, Write};
 use ranq_core::{GroupId, Snapshot};
 use ranq_db::{DbError, Source, TopBatch};
 use ranq_queue::Queue;
@@ -121,11 +121,7 @@ impl Refresher {
             .await
             .map_err(|e| BatchError::Failed(e.to_string()))?;
         for (write, outcome) in writes.iter().zip(outcomes) {
-            let group = match write {
-                Write::Snapshot(s) => s.group,
-                Write::Absent { group, .. } => *group,
-            };
-            results.insert(group, Refreshed::Done(outcome));
+            results.insert(write.group(), Refreshed::Done(outcome));
         }
         Ok(results)
     }
@@ -197,6 +193,42 @@ pub struct Totals {
     pub deleted: AtomicU64,
     pub failed: AtomicU64,
     pub batches: AtomicU64,
+}
+
+/// [`Totals`] read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TotalsNow {
+    pub written: u64,
+    pub fenced: u64,
+    pub deleted: u64,
+    pub failed: u64,
+    pub batches: u64,
+}
+
+impl Totals {
+    pub fn now(&self) -> TotalsNow {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TotalsNow {
+            written: read(&self.written),
+            fenced: read(&self.fenced),
+            deleted: read(&self.deleted),
+            failed: read(&self.failed),
+            batches: read(&self.batches),
+        }
+    }
+}
+
+impl TotalsNow {
+    /// What happened between `earlier` and this reading.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            written: self.written.saturating_sub(earlier.written),
+            fenced: self.fenced.saturating_sub(earlier.fenced),
+            deleted: self.deleted.saturating_sub(earlier.deleted),
+            failed: self.failed.saturating_sub(earlier.failed),
+            batches: self.batches.saturating_sub(earlier.batches),
+        }
+    }
 }
 
 /// Handle given to job handlers. Cheap to clone; the batcher stops when every clone is dropped.
@@ -282,7 +314,7 @@ impl Flusher {
                         Refreshed::Done(Outcome::Fenced) => (&totals.fenced, "fenced"),
                         Refreshed::Done(Outcome::Deleted) => (&totals.deleted, "deleted"),
                         Refreshed::Failed(error) => {
-                            failures.push((*group, error.clone()));
+                            failures.push(GroupFailure { group: *group, error: error.clone() });
                             (&totals.failed, "failed")
                         }
                     };
@@ -308,12 +340,12 @@ impl Flusher {
 
 impl Flusher {
     /// Counts the failures of groups that failed on their own, towards their quarantine.
-    async fn record(&self, failures: &[(GroupId, String)]) {
+    async fn record(&self, failures: &[GroupFailure]) {
         if failures.is_empty() {
             return;
         }
-        for (group, error) in failures {
-            tracing::warn!(group, %error, "refresh of this group failed");
+        for failure in failures {
+            tracing::warn!(group = failure.group, error = %failure.error, "refresh of this group failed");
         }
         match self.refresher.cache.record_failures(failures, self.quarantine, chrono::Utc::now()).await {
             Ok(recorded) => {

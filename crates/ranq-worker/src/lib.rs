@@ -10,9 +10,7 @@
 //! re-run harmless.
 
 mod batcher;
-mod noop;
 mod run;
 
-pub use batcher::{BatchError, Batcher, BatcherOptions, MAX_BACKOFF, Refreshed, Refresher, RetryPolicy};
-pub use noop::run_noop;
-pub use run::{queue_options, run};
+pub use batcher::{BatchError, Batcher, BatcherOptions, MAX_BACKOFF, Refreshed, Refresher, RetryPolicy, Totals};
+pub use run::run;

@@ -8,10 +8,10 @@ use apalis::prelude::*;
 use ranq_cache::{Cache, QuarantinePolicy};
 use ranq_core::Incoming;
 use ranq_db::Source;
-use ranq_queue::{Queue, QueueOptions, TickPoll, worker_name};
+use ranq_queue::{Queue, TickPoll, worker_name};
 use ranq_runtime::{Settings, Shutdown};
 
-use crate::batcher::{BatchError, Batcher, BatcherOptions, Refreshed, Refresher, RetryPolicy};
+use crate::batcher::{BatchError, Batcher, BatcherOptions, Refreshed, Refresher, RetryPolicy, TotalsNow};
 
 /// How often the worker logs what it refreshed.
 const SUMMARY_EVERY: Duration = Duration::from_secs(30);
@@ -76,18 +76,11 @@ async fn handle(
     }
 }
 
-/// The queue as a worker consumes it: one fetch fills a batch, and the heartbeat settings decide
-/// how soon a dead worker's jobs run elsewhere. The no-op worker and the bench use it too, so
-/// they measure the same queue.
-pub fn queue_options(ws: &ranq_runtime::settings::WorkerSettings) -> QueueOptions {
-    QueueOptions { fetch_size: ws.batch_size, heartbeat: ws.heartbeat, missed_heartbeats: ws.missed_heartbeats }
-}
-
 /// Runs one worker process until `shutdown`, then drains: in-flight jobs finish (bounded by
 /// `shutdown_timeout`), buffered ones go back to the queue.
 pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Shutdown) -> anyhow::Result<()> {
     let ws = &settings.worker;
-    let queue = Queue::new(cache.connection(), cache.keys(), &queue_options(ws));
+    let queue = Queue::new(cache.redis(), cache.keys(), ws);
     let retry = RetryPolicy { attempts: ws.retry_attempts, backoff: ws.retry_backoff };
     let quarantine = QuarantinePolicy { after: ws.quarantine_after, retry: ws.quarantine_retry };
     let (batcher, batcher_task) = Batcher::spawn(
@@ -150,8 +143,13 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
 /// Takes back the jobs of a worker that stopped on an error (see `Queue::recover_stopped_worker`).
 async fn recover(queue: Queue, worker: String) {
     match queue.recover_stopped_worker(&worker).await {
-        Ok((requeued, dead)) if requeued + dead > 0 => {
-            tracing::warn!(worker, requeued, dead, "took back the stopped worker's jobs; undecodable ones are dead")
+        Ok(r) if r.requeued + r.dead > 0 => {
+            tracing::warn!(
+                worker,
+                requeued = r.requeued,
+                dead = r.dead,
+                "took back the stopped worker's jobs; undecodable ones are dead"
+            )
         }
         Ok(_) => {}
         Err(error) => {
@@ -186,22 +184,21 @@ async fn vacuum_finished_jobs(queue: Queue, shutdown: Shutdown) {
 async fn log_summaries(batcher: Batcher, shutdown: Shutdown) {
     let mut every = tokio::time::interval(SUMMARY_EVERY);
     every.tick().await;
-    let mut last = [0u64; 5];
+    let mut last = TotalsNow::default();
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = shutdown.wait() => return,
         }
-        let t = batcher.totals();
-        let now = [&t.written, &t.fenced, &t.deleted, &t.failed, &t.batches].map(|c| c.load(Ordering::Relaxed));
-        let d: Vec<u64> = now.iter().zip(last).map(|(n, l)| n - l).collect();
-        if d.iter().any(|&x| x > 0) {
+        let now = batcher.totals().now();
+        let d = now.since(&last);
+        if d != TotalsNow::default() {
             tracing::info!(
-                written = d[0],
-                fenced = d[1],
-                deleted = d[2],
-                failed = d[3],
-                batches = d[4],
+                written = d.written,
+                fenced = d.fenced,
+                deleted = d.deleted,
+                failed = d.failed,
+                batches = d.batches,
                 "refreshed in the last {}s",
                 SUMMARY_EVERY.as_secs()
             );

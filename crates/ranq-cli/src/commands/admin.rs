@@ -3,11 +3,11 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use ranq_db::SeedOptions;
+use ranq_runtime::UsageError;
 
 use crate::cli::{MigrateArgs, SeedArgs};
-use crate::context::{Context, UsageError};
+use crate::context::Context;
 
 pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     let source = ctx.source(1).await?;
@@ -45,12 +45,9 @@ pub async fn seed(ctx: &Context, args: &SeedArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Seeds with a progress bar on a terminal (indicatif hides it elsewhere).
+/// Seeds with a progress bar on a terminal.
 pub async fn seed_with_progress(source: &ranq_db::Source, options: SeedOptions) -> anyhow::Result<ranq_db::SeedReport> {
-    let bar = ProgressBar::new(u64::from(options.groups)).with_style(
-        ProgressStyle::with_template("seeding {bar:30} {pos}/{len} groups  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = ranq_runtime::progress::bar("seeding", u64::from(options.groups), "groups");
     let report = source.seed(options, &|done| bar.set_position(done)).await;
     bar.finish_and_clear();
     Ok(report?)

@@ -2,18 +2,26 @@
 
 use std::process::ExitCode;
 
-use ranq_queue::{DEAD_PAGE, Queue, RetryReport};
+use std::time::Duration;
+
+use ranq_queue::{Backpressure, DEAD_PAGE, Queue, RetryReport};
 use serde_json::json;
 
 use crate::cli::{DeadCommand, DeadListArgs, DeadTargetArgs};
 use crate::context::Context;
+
+/// How long one page of `retry` waits at most for room in the queue.
+const RETRY_WAIT: Duration = Duration::from_secs(30);
 
 pub async fn dead(ctx: &Context, command: &DeadCommand) -> anyhow::Result<ExitCode> {
     let cache = ctx.cache().await?;
     let queue = ctx.queue(&cache);
     match command {
         DeadCommand::List(args) => list(&queue, args).await,
-        DeadCommand::Retry(args) => retry(&queue, args).await,
+        DeadCommand::Retry(args) => {
+            // The fleet's one backlog bound, as for a tick; what does not fit in time stays dead.
+            retry(&queue, args, &Backpressure::of(&ctx.settings.producer).waiting(RETRY_WAIT)).await
+        }
         DeadCommand::Purge(args) => purge(&queue, args).await,
     }
 }
@@ -49,7 +57,7 @@ async fn list(queue: &Queue, args: &DeadListArgs) -> anyhow::Result<ExitCode> {
 /// Upper bound on the `SSCAN` steps of one `--all`: far more than any dead letter needs.
 const MAX_SCAN_STEPS: usize = 1_000_000;
 
-async fn retry(queue: &Queue, args: &DeadTargetArgs) -> anyhow::Result<ExitCode> {
+async fn retry(queue: &Queue, args: &DeadTargetArgs, pressure: &Backpressure) -> anyhow::Result<ExitCode> {
     let mut report = RetryReport::default();
     if args.all {
         // One full SSCAN, retrying each page as it comes: malformed jobs stay behind without
@@ -58,7 +66,7 @@ async fn retry(queue: &Queue, args: &DeadTargetArgs) -> anyhow::Result<ExitCode>
         for _ in 0..MAX_SCAN_STEPS {
             let (next, ids) = queue.scan_dead(cursor, DEAD_PAGE).await?;
             // A member seen twice by the scan was retried the first time: not found now.
-            let page = queue.retry_dead(&ids).await?;
+            let page = queue.retry_dead(&ids, pressure).await?;
             report.retried += page.retried;
             report.deferred += page.deferred;
             report.malformed.extend(page.malformed);
@@ -71,7 +79,7 @@ async fn retry(queue: &Queue, args: &DeadTargetArgs) -> anyhow::Result<ExitCode>
         report.malformed.sort();
         report.malformed.dedup();
     } else {
-        report = queue.retry_dead(&args.ids).await?;
+        report = queue.retry_dead(&args.ids, pressure).await?;
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -3,10 +3,12 @@
 use std::process::ExitCode;
 
 use ranq_core::GroupId;
-use ranq_read::response::ReadOutcome;
+use ranq_read::answer::ReadOutcome;
+use ranq_read::wire::MissBody;
+use ranq_runtime::UsageError;
 
 use crate::cli::{DirtyArgs, GetArgs};
-use crate::context::{Context, UsageError};
+use crate::context::Context;
 
 pub async fn dirty(ctx: &Context, args: &DirtyArgs) -> anyhow::Result<ExitCode> {
     let groups = args
@@ -30,12 +32,12 @@ pub async fn get(ctx: &Context, args: &GetArgs) -> anyhow::Result<ExitCode> {
     let limit = ranq_core::parse_limit(args.limit.as_deref()).map_err(|e| UsageError(e.to_string()))?;
     let cache = ctx.cache().await?;
     let policy = ctx.settings.read.freshness();
-    match ranq_read::read_top(&cache, &policy, group, limit).await? {
-        ReadOutcome::Served(response, _) if args.json => {
+    match ranq_read::answer::read_top(&cache, &policy, group, limit).await? {
+        ReadOutcome::Served { response, .. } if args.json => {
             println!("{}", serde_json::to_string(&response)?);
             Ok(ExitCode::SUCCESS)
         }
-        ReadOutcome::Served(response, _) => {
+        ReadOutcome::Served { response, .. } => {
             println!(
                 "group {} · {} · age {} · computed {} · version {}",
                 response.group,
@@ -54,7 +56,7 @@ pub async fn get(ctx: &Context, args: &GetArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ReadOutcome::Miss { error, .. } if args.json => {
-            println!("{}", serde_json::to_string(&ranq_read::response::miss_body(group, error))?);
+            println!("{}", serde_json::to_string(&MissBody::new(group, error))?);
             Ok(ExitCode::from(1))
         }
         ReadOutcome::Miss { error, .. } => {

@@ -1,31 +1,27 @@
 //! `ranq refresh`: enqueue refresh jobs now, and with `--wait`, watch them land.
 
 use std::io::BufRead;
+use std::ops::ControlFlow;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
-use ranq_cache::Cache;
-use ranq_core::job::Reason;
-use ranq_core::{GroupId, RefreshJob, Version};
-use ranq_queue::{Queue, QueueOptions};
+use ranq_core::{GroupId, Reason, RefreshJob, Version};
+use ranq_queue::Backpressure;
+use ranq_runtime::UsageError;
 
 use crate::cli::RefreshArgs;
-use crate::context::{Context, UsageError};
-
-/// How often `--wait` looks at the cached versions.
-const WAIT_POLL: Duration = Duration::from_millis(100);
+use crate::context::Context;
 
 pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<ExitCode> {
     let cache = ctx.cache().await?;
     let groups = target_groups(ctx, args).await?;
     // Everything read from the source after this instant is newer than the request.
     let requested: Version = ranq_core::fence::version_of(chrono::Utc::now());
-    let queue = Queue::new(cache.connection(), cache.keys(), &QueueOptions::default());
+    let queue = ctx.queue(&cache);
     let jobs: Vec<RefreshJob> = groups.iter().map(|&g| RefreshJob::new(g, Reason::Manual)).collect();
-    let p = &ctx.settings.producer;
     // A manual refresh waits for room as long as the user is prepared to wait for the result.
-    let report = queue.enqueue(&jobs, p.enqueue_chunk, p.max_backlog, args.timeout).await?;
+    let pressure = Backpressure::of(&ctx.settings.producer).waiting(args.timeout);
+    let report = queue.enqueue(&jobs, &pressure).await?;
     if report.deferred > 0 {
         anyhow::bail!(
             "enqueued {} of {} groups; the queue stayed full for {} (are workers running? see `ranq status`)",
@@ -39,7 +35,13 @@ pub async fn refresh(ctx: &Context, args: &RefreshArgs) -> anyhow::Result<ExitCo
         return Ok(ExitCode::SUCCESS);
     }
     let started = Instant::now();
-    let missing = wait_for_versions(&cache, &groups, requested, args.timeout).await?;
+    let bar = ranq_runtime::progress::bar("refreshing", groups.len() as u64, "groups");
+    let on_progress = |done: usize| {
+        bar.set_position(done as u64);
+        ControlFlow::Continue(())
+    };
+    let missing = cache.wait_until_refreshed(&groups, requested, args.timeout, on_progress).await;
+    bar.finish_and_clear();
     if missing.is_empty() {
         let took = started.elapsed();
         eprintln!("all {} groups refreshed in {:.1}s", groups.len(), took.as_secs_f64());
@@ -112,34 +114,4 @@ fn read_ids(from: &str, reader: impl BufRead) -> anyhow::Result<Vec<(String, Str
         ids.extend(line.split([' ', '\t', ',']).filter(|s| !s.is_empty()).map(|s| (s.to_owned(), at.clone())));
     }
     Ok(ids)
-}
-
-/// Waits until every group's fenced version (snapshot or tombstone) is newer than `requested`;
-/// returns the groups still waiting when `timeout` ran out.
-async fn wait_for_versions(
-    cache: &Cache,
-    groups: &[GroupId],
-    requested: Version,
-    timeout: Duration,
-) -> anyhow::Result<Vec<GroupId>> {
-    let bar = ProgressBar::new(groups.len() as u64).with_style(
-        ProgressStyle::with_template("refreshing {bar:30} {pos}/{len} groups  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let started = Instant::now();
-    let mut waiting: Vec<GroupId> = groups.to_vec();
-    loop {
-        let mut still = Vec::with_capacity(waiting.len());
-        for chunk in waiting.chunks(1_000) {
-            let versions = cache.fence_versions(chunk).await?;
-            still.extend(chunk.iter().zip(versions).filter(|(_, v)| v.is_none_or(|v| v <= requested)).map(|(g, _)| *g));
-        }
-        waiting = still;
-        bar.set_position((groups.len() - waiting.len()) as u64);
-        if waiting.is_empty() || started.elapsed() >= timeout {
-            bar.finish_and_clear();
-            return Ok(waiting);
-        }
-        tokio::time::sleep(WAIT_POLL).await;
-    }
 }

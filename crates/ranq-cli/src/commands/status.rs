@@ -1,6 +1,6 @@
 //! `ranq status`: the fleet at a glance — producer, queue, workers, freshness, quarantine — as a
-//! table, as one JSON object (CONTRACT §6), redrawn every second with `--watch`, or as the list of
-//! groups past `stale_after` with `--stale`.
+//! table, as one JSON object, redrawn every second with `--watch`, or as the list of groups past
+//! `stale_after` with `--stale`.
 //!
 //! The report itself is `ranq-status`'s (the read API serves the same object at `/v1/status`);
 //! this module draws it for a terminal.
@@ -144,19 +144,20 @@ fn render(r: &StatusReport, read: &ranq_runtime::settings::ReadSettings) -> Stri
         }
         row("", format!("ages {}", buckets.join(" · ")));
     }
-    if r.quarantined == 0 {
+    let q = &r.quarantine;
+    if q.total == 0 {
         row("quarantine", "none".into());
     } else {
-        row("quarantine", format!("{} groups (their refresh keeps failing; last good snapshot served)", r.quarantined));
+        row("quarantine", format!("{} groups (their refresh keeps failing; last good snapshot served)", q.total));
         row("", format!("{:>20}  {:>8}  {:>8}  {:>8}  last error", "group", "failures", "since", "retry at"));
-        for (group, h) in &r.quarantine {
+        for (group, h) in &q.first {
             let retry = h.retry_at().map_or_else(|| "-".to_owned(), |t| t.format("%H:%M:%S").to_string());
             let since = h.since().format("%H:%M:%S").to_string();
             row("", format!("{group:>20}  {:>8}  {since:>8}  {retry:>8}  {}", h.failures, h.error));
         }
-        let shown = r.quarantine.len() as u64;
-        if r.quarantined > shown {
-            row("", format!("… and {} more", r.quarantined - shown));
+        let shown = q.first.len() as u64;
+        if q.total > shown {
+            row("", format!("… and {} more", q.total - shown));
         }
     }
     out
@@ -166,7 +167,8 @@ fn render(r: &StatusReport, read: &ranq_runtime::settings::ReadSettings) -> Stri
 async fn stale(ctx: &Context, cache: &Cache, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let read = &ctx.settings.read;
     let now = Utc::now();
-    let (total, groups) = cache.oldest_groups(read.stale_after, now, args.limit as usize).await?;
+    let oldest = cache.oldest_groups(read.stale_after, now, args.limit as usize).await?;
+    let (total, groups) = (oldest.total, oldest.first);
     let policy = read.freshness();
     let rows: Vec<(i64, u64, &str)> = groups
         .iter()

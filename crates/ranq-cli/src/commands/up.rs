@@ -8,85 +8,81 @@
 //! (`worker-2 | …`), as foreman and docker compose do, so one terminal shows the whole fleet.
 
 use std::io::IsTerminal;
-use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use ranq_core::job::Reason;
-use ranq_core::{Keys, RefreshJob};
+use ranq_cache::Cache;
+use ranq_core::{Keys, Reason, RefreshJob};
 use ranq_db::{SeedOptions, Source};
-use ranq_queue::{Queue, QueueOptions};
+use ranq_launch::{Launcher, RedisServer};
+use ranq_queue::{Backpressure, Queue};
+use ranq_redis::Redis;
 use ranq_runtime::Shutdown;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::cli::UpArgs;
 use crate::context::Context;
 
-/// The SQLite file `ranq up` uses when DATABASE_URL is not set (CONTRACT §1).
+/// The SQLite file `ranq up` uses when DATABASE_URL is not set.
 const DEMO_DATABASE: &str = "sqlite:ranq-demo.db";
+/// The role the private redis-server's lines are printed under.
+const REDIS_ROLE: &str = "redis-server";
 
 pub async fn up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let database_url = ctx.settings.database_url.clone().unwrap_or_else(|| DEMO_DATABASE.to_owned());
     prepare_source(&database_url, args).await?;
 
-    let roles: Vec<String> = ["redis-server".into(), "producer".into()]
+    let roles: Vec<String> = [REDIS_ROLE.into(), "producer".into()]
         .into_iter()
         .chain((1..=args.workers).map(|i| format!("worker-{i}")))
         .chain(["serve".into()])
         .collect();
     let printer = Printer::new(&roles);
-    let mut children = Vec::new();
     let mut pipes = Vec::new();
-    let redis_url = match ensure_redis(&ctx.settings.redis_url).await? {
-        Redis::Running(url) => url,
-        Redis::Started(url, mut child) => {
-            pipes.extend(printer.forward("redis-server", &mut child));
-            children.push(("redis-server".to_owned(), child));
-            url
+    let (redis_url, mut private_redis) = match ensure_redis(&ctx.settings.redis_url).await? {
+        Some(mut server) => {
+            if let Some(output) = server.take_output().and_then(|o| tokio::process::ChildStdout::from_std(o).ok()) {
+                pipes.push(tokio::spawn(print_lines(printer.prefix(REDIS_ROLE), output)));
+            }
+            (server.url(), Some(server))
         }
+        None => (ctx.settings.redis_url.clone(), None),
     };
 
-    let exe = std::env::current_exe()?;
     // Children log text (unless JSON was asked for), coloured when this terminal is.
     let log_format = match ctx.settings.log_format {
         Some(ranq_runtime::LogFormat::Json) => "json",
         _ => "text",
     };
-    let fleet = Fleet {
-        exe: &exe,
-        database_url: &database_url,
-        redis_url: &redis_url,
-        namespace: &ctx.settings.namespace,
-        log_format,
-        colour: printer.colour,
+    let launcher = Launcher::new(std::env::current_exe()?, Some(&database_url), &redis_url, &ctx.settings.namespace)
+        .var("RANQ_LOG_FORMAT", log_format);
+    let launcher = if printer.colour {
+        launcher.var("CLICOLOR_FORCE", "1").var("NO_COLOR", "")
+    } else {
+        launcher.var("NO_COLOR", "1")
     };
-    let mut spawn = |role: String, command: &str, extra: &[&str]| -> anyhow::Result<()> {
-        let mut child = fleet.spawn(command, extra)?;
+    let (mut children, mut names): (Vec<Child>, Vec<String>) = (Vec::new(), Vec::new());
+    let mut spawn = |role: String, args: &[&str]| -> anyhow::Result<()> {
+        let mut child = launcher
+            .tokio_command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start `ranq {}`: {e}", args.join(" ")))?;
         pipes.extend(printer.forward(&role, &mut child));
-        children.push((role, child));
+        children.push(child);
+        names.push(role);
         Ok(())
     };
-    spawn("producer".into(), "producer", &["--schedule", &args.schedule])?;
+    spawn("producer".into(), &["producer", "--schedule", &args.schedule])?;
     for i in 1..=args.workers {
-        spawn(format!("worker-{i}"), "worker", &[])?;
+        spawn(format!("worker-{i}"), &["worker"])?;
     }
-    spawn("serve".into(), "serve", &["--listen", &args.listen])?;
+    spawn("serve".into(), &["serve", "--listen", &args.listen])?;
 
-    // Fill the cache now rather than at the first tick.
-    let source = Source::connect(&database_url, 1).await?;
-    let groups = source.group_ids().await?;
-    source.close().await;
-    let conn = ranq_cache::connect(&redis_url).await?;
-    let queue = Queue::new(conn, &Keys::new(ctx.settings.namespace.clone()), &QueueOptions::default());
-    let jobs: Vec<RefreshJob> = groups.iter().map(|&g| RefreshJob::new(g, Reason::Manual)).collect();
-    let p = &ctx.settings.producer;
-    queue.enqueue(&jobs, p.enqueue_chunk, p.max_backlog, p.backlog_wait).await?;
-
+    let groups = fill_cache(ctx, &database_url, &redis_url).await?;
     eprintln!();
-    eprintln!("ranq is up: {} groups from {}", groups.len(), ranq_core::redact_url(&database_url));
+    eprintln!("ranq is up: {groups} groups from {}", ranq_core::redact_url(&database_url));
     eprintln!("  web board    http://{}/?group=1   (operations: http://{}/ops)", args.listen, args.listen);
     eprintln!("  leaderboard  http://{}/v1/groups/1/top", args.listen);
     eprintln!("  metrics      http://{}/metrics", args.listen);
@@ -100,14 +96,31 @@ pub async fn up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
 
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
-    let exited = supervise(&mut children, &shutdown).await;
-    stop_all(&mut children, ctx.settings.shutdown_timeout).await;
+    let exited = supervise(&mut children, &names, private_redis.as_mut(), &shutdown).await;
+    let grace = ctx.settings.shutdown_timeout;
+    for i in ranq_launch::stop_all(&mut children, grace).await {
+        eprintln!("{} did not stop within {}; killed it", names[i], humantime::format_duration(grace));
+    }
+    // Redis last: the roles drain into it.
+    drop(private_redis);
     // The children are gone, so their pipes close; print what they said last.
     let _ = tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(pipes)).await;
     match exited {
         Some(role) => anyhow::bail!("{role} exited unexpectedly; stopped the fleet (see its log lines above)"),
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Enqueues every group now rather than at the first tick; returns how many there are.
+async fn fill_cache(ctx: &Context, database_url: &str, redis_url: &str) -> anyhow::Result<usize> {
+    let source = Source::connect(database_url, 1).await?;
+    let groups = source.group_ids().await?;
+    source.close().await;
+    let cache = Cache::new(Redis::connect(redis_url).await?, Keys::new(ctx.settings.namespace.clone()));
+    let queue = Queue::new(cache.redis(), cache.keys(), &ctx.settings.worker);
+    let jobs: Vec<RefreshJob> = groups.iter().map(|&g| RefreshJob::new(g, Reason::Manual)).collect();
+    queue.enqueue(&jobs, &Backpressure::of(&ctx.settings.producer)).await?;
+    Ok(groups.len())
 }
 
 /// Migrates, and seeds the demo data set when the source has no groups.
@@ -123,87 +136,22 @@ async fn prepare_source(url: &str, args: &UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-enum Redis {
-    Running(String),
-    Started(String, Child),
-}
-
-/// Uses the Redis at `url` if it answers; otherwise starts `redis-server` from PATH on a free
-/// port (stopped with the fleet); otherwise explains how to install it.
-async fn ensure_redis(url: &str) -> anyhow::Result<Redis> {
-    if redis_answers(url).await {
-        return Ok(Redis::Running(url.to_owned()));
+/// `None` when a Redis answers at `url`; otherwise a `redis-server` from PATH started on a free
+/// port (stopped with the fleet); otherwise an error that says how to install it.
+async fn ensure_redis(url: &str) -> anyhow::Result<Option<RedisServer>> {
+    if ranq_redis::answers(url).await {
+        return Ok(None);
     }
-    let Some(server) = find_in_path("redis-server") else {
-        anyhow::bail!(
-            "no Redis answers at {} and redis-server is not installed: install it (Debian/Ubuntu: `sudo apt-get install redis-server`, macOS: `brew install redis`) or set REDIS_URL",
+    // Starting waits (boundedly) for the server to accept: off the async threads.
+    let started = tokio::task::spawn_blocking(RedisServer::start_piped).await?;
+    let server = started.map_err(|e| {
+        anyhow::anyhow!(
+            "no Redis answers at {} and redis-server could not be started ({e}): install it (Debian/Ubuntu: `sudo apt-get install redis-server`, macOS: `brew install redis`) or set REDIS_URL",
             ranq_core::redact_url(url)
-        );
-    };
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new(server)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .args(["--loglevel", "warning"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let local = format!("redis://127.0.0.1:{port}");
-    for _ in 0..50 {
-        if redis_answers(&local).await {
-            eprintln!("started redis-server on port {port} (no Redis answered at {})", ranq_core::redact_url(url));
-            return Ok(Redis::Started(local, child));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("started redis-server on port {port}, but it did not answer within 5s")
-}
-
-async fn redis_answers(url: &str) -> bool {
-    let Ok(client) = redis::Client::open(url) else { return false };
-    let ping = async {
-        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await.ok()
-    };
-    matches!(tokio::time::timeout(Duration::from_secs(2), ping).await, Ok(Some(_)))
-}
-
-fn find_in_path(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(program)).find(|p| p.is_file())
-}
-
-/// What every child of the fleet is started with.
-struct Fleet<'a> {
-    exe: &'a PathBuf,
-    database_url: &'a str,
-    redis_url: &'a str,
-    namespace: &'a str,
-    log_format: &'a str,
-    colour: bool,
-}
-
-impl Fleet<'_> {
-    fn spawn(&self, command: &str, extra: &[&str]) -> anyhow::Result<Child> {
-        let mut cmd = Command::new(self.exe);
-        cmd.arg(command)
-            .args(extra)
-            .env("DATABASE_URL", self.database_url)
-            .env("REDIS_URL", self.redis_url)
-            .env("RANQ_NAMESPACE", self.namespace)
-            .env("RANQ_LOG_FORMAT", self.log_format);
-        if self.colour {
-            cmd.env("CLICOLOR_FORCE", "1").env_remove("NO_COLOR");
-        } else {
-            cmd.env("NO_COLOR", "1");
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start `ranq {command}`: {e}"))
-    }
+        )
+    })?;
+    eprintln!("started redis-server on port {} (no Redis answered at {})", server.port(), ranq_core::redact_url(url));
+    Ok(Some(server))
 }
 
 /// Prints children's lines to stderr behind a prefix naming their role, aligned, and coloured
@@ -275,32 +223,24 @@ async fn print_lines(prefix: String, stream: impl tokio::io::AsyncRead + Unpin) 
     }
 }
 
-/// Waits for shutdown, or for a child to exit on its own (returns its role).
-async fn supervise(children: &mut [(String, Child)], shutdown: &Shutdown) -> Option<String> {
+/// Waits for shutdown, or for a child (or the private redis-server) to exit on its own; returns
+/// the role that exited.
+async fn supervise(
+    children: &mut [Child],
+    names: &[String],
+    mut redis: Option<&mut RedisServer>,
+    shutdown: &Shutdown,
+) -> Option<String> {
     loop {
-        for (role, child) in children.iter_mut() {
-            if let Ok(Some(_)) = child.try_wait() {
-                return Some(role.clone());
-            }
+        if let Some(i) = children.iter_mut().position(|child| matches!(child.try_wait(), Ok(Some(_)))) {
+            return Some(names[i].clone());
+        }
+        if redis.as_mut().is_some_and(|r| r.has_exited()) {
+            return Some(REDIS_ROLE.to_owned());
         }
         tokio::select! {
             () = shutdown.wait() => return None,
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
-        }
-    }
-}
-
-/// SIGTERM to every child, then SIGKILL to whoever has not exited within `grace`.
-async fn stop_all(children: &mut [(String, Child)], grace: Duration) {
-    for (_, child) in children.iter() {
-        if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-    }
-    for (role, child) in children.iter_mut() {
-        if tokio::time::timeout(grace, child.wait()).await.is_err() {
-            eprintln!("{role} did not stop within {}; killing it", humantime::format_duration(grace));
-            let _ = child.kill().await;
         }
     }
 }

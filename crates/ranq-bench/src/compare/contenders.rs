@@ -9,7 +9,9 @@
 //!   stale-while-revalidate (serve STALE, refresh behind it) with a hard `max_age`.
 //!
 //! Both count what the comparison reports: database queries, lock attempts and conflicts, and
-//! how many computations and readers pile up on one group at once.
+//! how many computations and readers pile up on one group at once. Each keeps its data under a
+//! prefix of its own, with keys of its own making; only ranq's run ([`RanqReader`]) reads ranq's
+//! snapshots, through `ranq-cache`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use chrono::Utc;
 use ranq_cache::Cache;
 use ranq_core::{GroupId, Snapshot};
 use ranq_db::Source;
+use ranq_redis::Redis;
 use ranq_runtime::Shutdown;
 
 use super::workload::{Read, Reader, Served};
@@ -48,13 +51,32 @@ pub struct Counters {
     pub max_piled_readers: AtomicU64,
 }
 
+/// The counters that make a window's rates, read at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counted {
+    pub db_queries: u64,
+    pub lock_attempts: u64,
+    pub lock_conflicts: u64,
+}
+
 impl Counters {
-    pub fn snapshot(&self) -> [u64; 3] {
-        [
-            self.db_queries.load(Ordering::Relaxed),
-            self.lock_attempts.load(Ordering::Relaxed),
-            self.lock_conflicts.load(Ordering::Relaxed),
-        ]
+    pub fn now(&self) -> Counted {
+        Counted {
+            db_queries: self.db_queries.load(Ordering::Relaxed),
+            lock_attempts: self.lock_attempts.load(Ordering::Relaxed),
+            lock_conflicts: self.lock_conflicts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Counted {
+    /// What was counted between `earlier` and this reading.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            db_queries: self.db_queries.saturating_sub(earlier.db_queries),
+            lock_attempts: self.lock_attempts.saturating_sub(earlier.lock_attempts),
+            lock_conflicts: self.lock_conflicts.saturating_sub(earlier.lock_conflicts),
+        }
     }
 }
 
@@ -83,41 +105,73 @@ impl PerGroup {
     }
 }
 
-/// Reads a pre-computed snapshot (architectures 1 and 2) and judges it by age, as ranq's read
-/// API does: FRESH up to `stale_after`, STALE up to `max_age`, else MISS.
-pub struct SnapshotReader {
+/// A pre-computed snapshot judged by age, as ranq's read API judges: FRESH up to
+/// `stale_after`, STALE up to `max_age`, else MISS.
+fn judged(snapshot: Option<Snapshot>, stale_after: Duration, max_age: Duration) -> Read {
+    let Some(snapshot) = snapshot else { return Read { served: Served::Miss, age: None, cold: true } };
+    let age = snapshot.age_at(Utc::now());
+    if age <= stale_after {
+        Read { served: Served::Fresh, age: Some(age), cold: false }
+    } else if age <= max_age {
+        Read { served: Served::Stale, age: Some(age), cold: false }
+    } else {
+        Read { served: Served::Miss, age: None, cold: true }
+    }
+}
+
+/// Architecture 2's reads: ranq's snapshots, through `ranq-cache`.
+pub struct RanqReader {
     pub cache: Cache,
     pub stale_after: Duration,
     pub max_age: Duration,
 }
 
-impl Reader for SnapshotReader {
+impl Reader for RanqReader {
     async fn read(&self, group: GroupId) -> anyhow::Result<Read> {
-        let Some(snapshot) = self.cache.snapshot(group).await? else {
-            return Ok(Read { served: Served::Miss, age: None, cold: true });
-        };
-        let age = snapshot.age_at(Utc::now());
-        Ok(if age <= self.stale_after {
-            Read { served: Served::Fresh, age: Some(age), cold: false }
-        } else if age <= self.max_age {
-            Read { served: Served::Stale, age: Some(age), cold: false }
-        } else {
-            Read { served: Served::Miss, age: None, cold: true }
-        })
+        Ok(judged(self.cache.snapshot(group).await?, self.stale_after, self.max_age))
     }
+}
+
+/// Architecture 1's reads: the snapshots its servers wrote under its prefix.
+pub struct ShardedReader {
+    redis: Redis,
+    prefix: String,
+    stale_after: Duration,
+    max_age: Duration,
+}
+
+impl Reader for ShardedReader {
+    async fn read(&self, group: GroupId) -> anyhow::Result<Read> {
+        let raw: Option<String> =
+            redis::cmd("GET").arg(snapshot_key(&self.prefix, group)).query_async(&mut self.redis.manager()).await?;
+        let snapshot = raw.and_then(|json| serde_json::from_str(&json).ok());
+        Ok(judged(snapshot, self.stale_after, self.max_age))
+    }
+}
+
+/// Where a contender keeps a group's snapshot.
+fn snapshot_key(prefix: &str, group: GroupId) -> String {
+    format!("{prefix}:top:{{{group}}}")
 }
 
 /// Architecture 1: one server of the lock competition.
 pub struct ShardedLock {
     pub server: usize,
     pub source: Source,
-    pub cache: Cache,
+    pub redis: Redis,
+    /// Where its locks and snapshots live.
+    pub prefix: String,
     pub groups: Arc<Vec<GroupId>>,
     pub period: Duration,
     pub counters: Arc<Counters>,
 }
 
 impl ShardedLock {
+    /// The reads of what the servers of `prefix` wrote.
+    pub fn reader(redis: Redis, prefix: &str, stale_after: Duration, max_age: Duration) -> ShardedReader {
+        ShardedReader { redis, prefix: prefix.to_owned(), stale_after, max_age }
+    }
+
     /// Every `period`, from `epoch` on (all servers share it, as cron on synchronised clocks
     /// does), walks every group in the same order as its peers, until shutdown.
     pub async fn run(self, epoch: Instant, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -133,15 +187,14 @@ impl ShardedLock {
     }
 
     async fn walk(&self, round: u64) -> anyhow::Result<()> {
-        let ns = self.cache.keys().namespace().to_owned();
-        let mut conn = self.cache.connection();
+        let mut conn = self.redis.manager();
         let ttl = u64::try_from(self.period.as_millis()).unwrap_or(u64::MAX);
         for chunk in self.groups.chunks(BATCH) {
             let mut pipe = redis::pipe();
             for group in chunk {
                 // One lock per group and round; it expires with the round.
                 pipe.cmd("SET")
-                    .arg(format!("{ns}:lock:{{{group}}}:{round}"))
+                    .arg(format!("{}:lock:{{{group}}}:{round}", self.prefix))
                     .arg(self.server)
                     .arg("NX")
                     .arg("PX")
@@ -159,7 +212,7 @@ impl ShardedLock {
             let mut pipe = redis::pipe();
             for (group, entries) in batch.groups {
                 let snapshot = Snapshot::new(group, batch.version, entries.unwrap_or_default());
-                pipe.cmd("SET").arg(self.cache.keys().top(group)).arg(snapshot.to_json()).ignore();
+                pipe.cmd("SET").arg(snapshot_key(&self.prefix, group)).arg(snapshot.to_json()).ignore();
             }
             pipe.query_async::<()>(&mut conn).await?;
             self.counters.groups_written.fetch_add(won.len() as u64, Ordering::Relaxed);
@@ -173,7 +226,9 @@ impl ShardedLock {
 #[derive(Clone)]
 pub struct OnDemand {
     pub source: Source,
-    pub cache: Cache,
+    pub redis: Redis,
+    /// Where its entries and locks live.
+    pub prefix: String,
     /// How long a computed entry counts as fresh.
     pub ttl: Duration,
     /// Stale-while-revalidate: past `ttl`, serve the entry as STALE and refresh it behind the
@@ -190,7 +245,8 @@ pub struct OnDemand {
 impl OnDemand {
     pub fn new(
         source: Source,
-        cache: Cache,
+        redis: Redis,
+        prefix: String,
         ttl: Duration,
         swr: bool,
         max_age: Duration,
@@ -198,7 +254,8 @@ impl OnDemand {
     ) -> Self {
         Self {
             source,
-            cache,
+            redis,
+            prefix,
             ttl,
             swr,
             max_age,
@@ -216,16 +273,15 @@ impl OnDemand {
     }
 
     fn key(&self, group: GroupId) -> String {
-        format!("{}:od:{{{group}}}", self.cache.keys().namespace())
+        snapshot_key(&self.prefix, group)
     }
 
     fn lock_key(&self, group: GroupId) -> String {
-        format!("{}:od:lock:{{{group}}}", self.cache.keys().namespace())
+        format!("{}:lock:{{{group}}}", self.prefix)
     }
 
     async fn cached(&self, group: GroupId) -> anyhow::Result<Option<Snapshot>> {
-        let raw: Option<String> =
-            redis::cmd("GET").arg(self.key(group)).query_async(&mut self.cache.connection()).await?;
+        let raw: Option<String> = redis::cmd("GET").arg(self.key(group)).query_async(&mut self.redis.manager()).await?;
         Ok(raw.and_then(|json| serde_json::from_str(&json).ok()))
     }
 
@@ -238,7 +294,7 @@ impl OnDemand {
             .arg("NX")
             .arg("PX")
             .arg(ms)
-            .query_async(&mut self.cache.connection())
+            .query_async(&mut self.redis.manager())
             .await?;
         if taken.is_none() {
             self.counters.lock_conflicts.fetch_add(1, Ordering::Relaxed);
@@ -269,13 +325,13 @@ impl OnDemand {
                 .cmd("DEL")
                 .arg(self.lock_key(group))
                 .ignore()
-                .query_async::<()>(&mut self.cache.connection())
+                .query_async::<()>(&mut self.redis.manager())
                 .await?;
             anyhow::Ok(snapshot)
         }
         .await;
         if result.is_err() {
-            let _ = redis::cmd("DEL").arg(self.lock_key(group)).query_async::<()>(&mut self.cache.connection()).await;
+            let _ = redis::cmd("DEL").arg(self.lock_key(group)).query_async::<()>(&mut self.redis.manager()).await;
         }
         result
     }
@@ -320,7 +376,7 @@ impl Reader for OnDemand {
         let snapshot = if self.try_lock(group).await? {
             match self.cached(group).await? {
                 Some(s) => {
-                    redis::cmd("DEL").arg(self.lock_key(group)).query_async::<()>(&mut self.cache.connection()).await?;
+                    redis::cmd("DEL").arg(self.lock_key(group)).query_async::<()>(&mut self.redis.manager()).await?;
                     Some(s)
                 }
                 None => Some(self.compute(group).await?),

@@ -16,6 +16,6 @@ end
 if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3]) then
     return 1
 end
--- The field is ranq_core::fleet::TickCounters::DUPLICATES, which status reads.
+-- The field is ranq_core::TickCounters::DUPLICATES, which status reads.
 redis.call('HINCRBY', KEYS[3], 'duplicates_skipped', 1)
 return 0

@@ -14,41 +14,10 @@ use rand::distr::Distribution;
 use ranq_core::GroupId;
 use serde::Serialize;
 
+use crate::cli::Skew;
+
 /// Most reads in flight at once; beyond it a read is dropped and counted.
 const MAX_IN_FLIGHT: usize = 4_096;
-
-/// How reads choose their group.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Skew {
-    Uniform,
-    /// Zipf with this exponent (1.0: the k-th most read group gets 1/k of the top one's reads).
-    Zipf(f64),
-}
-
-impl std::str::FromStr for Skew {
-    type Err = String;
-
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("{raw:?}: use uniform, zipf (exponent 1.0) or zipf:S with S > 0, e.g. zipf:1.2");
-        match raw {
-            "uniform" => Ok(Self::Uniform),
-            "zipf" => Ok(Self::Zipf(1.0)),
-            _ => {
-                let s: f64 = raw.strip_prefix("zipf:").and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-                if s > 0.0 && s.is_finite() { Ok(Self::Zipf(s)) } else { Err(bad()) }
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for Skew {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Uniform => write!(f, "uniform"),
-            Self::Zipf(s) => write!(f, "zipf:{s}"),
-        }
-    }
-}
 
 /// How a read was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,14 +177,6 @@ pub async fn run<R: Reader>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn skew_parses_and_names_the_fix() {
-        assert_eq!("zipf".parse::<Skew>(), Ok(Skew::Zipf(1.0)));
-        assert_eq!("zipf:1.5".parse::<Skew>(), Ok(Skew::Zipf(1.5)));
-        assert_eq!("uniform".parse::<Skew>(), Ok(Skew::Uniform));
-        assert!("zipf:-1".parse::<Skew>().expect_err("negative exponent").contains("zipf:S"));
-    }
 
     #[test]
     fn percentiles_by_nearest_rank() {

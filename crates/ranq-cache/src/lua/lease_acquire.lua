@@ -1,6 +1,6 @@
 -- Acquire or renew the producer leader lease.
 --
--- KEYS[1]  <ns>:{producer}:leader        value "<token>|<holder>|<since ms>" (ranq_core::fleet::parse_lease)
+-- KEYS[1]  <ns>:{producer}:leader        value "<token>|<holder>|<since ms>" (ranq_core::LeaseValue)
 -- KEYS[2]  <ns>:{producer}:leader_token  fencing-token counter
 -- ARGV[1]  holder id (unique per process start)
 -- ARGV[2]  lease time-to-live in milliseconds

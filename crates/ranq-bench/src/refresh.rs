@@ -1,31 +1,33 @@
-//! `ranq bench refresh`: one full refresh of every group through the real queue and worker
+//! `ranq-bench refresh`: one full refresh of every group through the real queue and worker
 //! processes, beside the figures that say what it is worth, all in the same run:
 //!
 //! * **no-op ceiling** — the same number of jobs through the same queue configuration and number
 //!   of worker processes, each job acked without work: what one job per group can reach at best;
-//!   and once more with apalis-redis's per-job leases on, as it ships, which ranq turns off;
 //! * **naive** — one query and one `SET` per group, no queue: what a simple script does;
 //! * **floor** — batched SQL and pipelined `SET`s with the workers' batch size and parallelism, no
 //!   queue: what the database and Redis allow;
 //! * **fenced, no queue** — ranq's own `Refresher` (batched SQL, fenced pipeline) without the queue,
 //!   which separates the fence's cost from the queue's.
+//!
+//! The naive and floor phases write plain `SET`s to keys of their own (`<ns>:naive:{g}`,
+//! `<ns>:floor:{g}`), never around the fence to ranq's snapshot keys; every phase that uses ranq's
+//! keys runs in a namespace of its own below the sandbox's.
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use ranq_cache::Cache;
-use ranq_core::job::Reason;
-use ranq_core::{GroupId, RefreshJob, Snapshot};
-use ranq_db::{SeedOptions, Source};
-use ranq_queue::Queue;
+use ranq_core::{GroupId, Reason, RefreshJob, Snapshot};
+use ranq_db::Source;
+use ranq_queue::{Backpressure, Queue};
+use ranq_redis::Redis;
 use ranq_worker::Refresher;
 use serde::Serialize;
 use tokio::process::Child;
 
-use super::{Sandbox, spawn_role, stop_all, wait_until_refreshed};
 use crate::cli::RefreshBenchArgs;
-use crate::context::Context;
+use crate::sandbox::{Lab, Sandbox, ensure_alive, in_sandbox, spawn_quiet, wait_for_count};
 
 /// Longest wait for one phase before the bench gives up.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -54,8 +56,6 @@ struct RefreshReport {
     seed_seconds: f64,
     /// (a) no-op jobs through the same queue configuration.
     noop_ceiling: Phase,
-    /// (a) with apalis-redis's per-job leases on, as it ships.
-    noop_stock_leases: Phase,
     /// (b) one query and one SET per group, no queue.
     naive: Phase,
     /// (c) batched SQL and pipelined SETs, no queue.
@@ -65,42 +65,36 @@ struct RefreshReport {
     /// The real thing: every group through the queue and the worker processes.
     refresh: Phase,
     refresh_share_of_noop_ceiling: f64,
-    refresh_share_of_stock_ceiling: f64,
     refresh_times_naive: f64,
     refresh_share_of_floor: f64,
 }
 
-pub async fn refresh(ctx: &Context, args: &RefreshBenchArgs) -> anyhow::Result<std::process::ExitCode> {
-    super::in_sandbox(ctx, args.json.as_deref(), async |sandbox| run(ctx, args, sandbox).await, print).await
+pub async fn refresh(lab: &Lab, args: &RefreshBenchArgs) -> anyhow::Result<std::process::ExitCode> {
+    in_sandbox(lab, args.json.as_deref(), async |sandbox| run(lab, args, sandbox).await, print).await
 }
 
-async fn run(ctx: &Context, args: &RefreshBenchArgs, sandbox: &Sandbox) -> anyhow::Result<RefreshReport> {
-    let ws = &ctx.settings.worker;
-    let source = Source::connect(&sandbox.database_url, ws.db_pool.max(args.workers)).await?;
-    source.migrate().await?;
+async fn run(lab: &Lab, args: &RefreshBenchArgs, sandbox: &Sandbox) -> anyhow::Result<RefreshReport> {
+    let ws = &lab.settings.worker;
     let started = Instant::now();
-    let options = SeedOptions { groups: args.groups, members: args.members, seed: 42, replace: false };
-    crate::commands::admin::seed_with_progress(&source, options).await?;
+    let (source, _) = sandbox.seeded_source(args.groups, args.members, ws.db_pool.max(args.workers)).await?;
     let seed_seconds = started.elapsed().as_secs_f64();
     eprintln!("seeded {} groups × {} members in {seed_seconds:.1}s", args.groups, args.members);
     let groups = source.group_ids().await?;
-    let cache = sandbox.cache.clone();
     // Warm the database's cache so the first phase is not the only one reading from disk.
     for chunk in groups.chunks(ws.batch_size.max(1)) {
         source.top_n(chunk).await?;
     }
 
-    let naive = timed("naive", groups.len(), naive(&source, &cache, &groups)).await?;
-    clear_snapshots(&cache).await?;
-    let floor = timed("floor", groups.len(), floor(&source, &cache, &groups, ws.batch_size, args.workers)).await?;
-    clear_snapshots(&cache).await?;
-    let fenced = timed("fenced", groups.len(), fenced(&source, &cache, &groups, ws.batch_size, args.workers)).await?;
-    clear_snapshots(&cache).await?;
-    let noop = through_queue(ctx, sandbox, &groups, args.workers, Role::Noop).await?;
-    clear_queue(&cache).await?;
-    let noop_stock = through_queue(ctx, sandbox, &groups, args.workers, Role::NoopStockLeases).await?;
-    clear_queue(&cache).await?;
-    let real = through_queue(ctx, sandbox, &groups, args.workers, Role::Worker).await?;
+    let (redis, ns) = (&sandbox.redis, sandbox.namespace.as_str());
+    let naive = timed("naive", groups.len(), naive(&source, redis, &format!("{ns}:naive"), &groups)).await?;
+    let floor_keys = format!("{ns}:floor");
+    let floor =
+        timed("floor", groups.len(), floor(&source, redis, &floor_keys, &groups, ws.batch_size, args.workers)).await?;
+    let fenced_cache = sandbox.cache_in("fenced");
+    let fenced =
+        timed("fenced", groups.len(), fenced(&source, &fenced_cache, &groups, ws.batch_size, args.workers)).await?;
+    let noop = through_queue(lab, sandbox, &groups, args.workers, Role::Noop).await?;
+    let real = through_queue(lab, sandbox, &groups, args.workers, Role::Worker).await?;
     source.close().await;
 
     let (n, ratio) = (args.groups, |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 });
@@ -113,11 +107,9 @@ async fn run(ctx: &Context, args: &RefreshBenchArgs, sandbox: &Sandbox) -> anyho
         concurrency: ws.concurrency,
         seed_seconds,
         refresh_share_of_noop_ceiling: ratio(refresh.groups_per_second, Phase::new(n, noop).groups_per_second),
-        refresh_share_of_stock_ceiling: ratio(refresh.groups_per_second, Phase::new(n, noop_stock).groups_per_second),
         refresh_times_naive: ratio(refresh.groups_per_second, Phase::new(n, naive).groups_per_second),
         refresh_share_of_floor: ratio(refresh.groups_per_second, Phase::new(n, floor).groups_per_second),
         noop_ceiling: Phase::new(n, noop),
-        noop_stock_leases: Phase::new(n, noop_stock),
         naive: Phase::new(n, naive),
         floor: Phase::new(n, floor),
         fenced_no_queue: Phase::new(n, fenced),
@@ -131,8 +123,7 @@ async fn timed(
     groups: usize,
     phase: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<Duration> {
-    let spinner = ProgressBar::new_spinner().with_message(format!("{name}: refreshing {groups} groups"));
-    spinner.enable_steady_tick(Duration::from_millis(100));
+    let spinner = ranq_runtime::progress::spinner(format!("{name}: refreshing {groups} groups"));
     let started = Instant::now();
     phase.await?;
     let elapsed = started.elapsed();
@@ -141,31 +132,43 @@ async fn timed(
     Ok(elapsed)
 }
 
-/// (b): what a simple script does — one query, one `SET`, group after group.
-async fn naive(source: &Source, cache: &Cache, groups: &[GroupId]) -> anyhow::Result<()> {
-    let mut conn = cache.connection();
+/// (b): what a simple script does — one query, one `SET` (to `<prefix>:{g}`), group after group.
+async fn naive(source: &Source, redis: &Redis, prefix: &str, groups: &[GroupId]) -> anyhow::Result<()> {
+    let mut conn = redis.manager();
     for &group in groups {
         let batch = source.top_n(&[group]).await?;
         for (group, entries) in batch.groups {
             let snapshot = Snapshot::new(group, batch.version, entries.unwrap_or_default());
-            redis::cmd("SET").arg(cache.keys().top(group)).arg(snapshot.to_json()).query_async::<()>(&mut conn).await?;
+            redis::cmd("SET")
+                .arg(format!("{prefix}:{{{group}}}"))
+                .arg(snapshot.to_json())
+                .query_async::<()>(&mut conn)
+                .await?;
         }
     }
     Ok(())
 }
 
-/// (c): the batched SQL and a pipeline of plain `SET`s, in `streams` parallel loops.
-async fn floor(source: &Source, cache: &Cache, groups: &[GroupId], batch: usize, streams: u32) -> anyhow::Result<()> {
+/// (c): the batched SQL and a pipeline of plain `SET`s (to `<prefix>:{g}`), in `streams` parallel
+/// loops.
+async fn floor(
+    source: &Source,
+    redis: &Redis,
+    prefix: &str,
+    groups: &[GroupId],
+    batch: usize,
+    streams: u32,
+) -> anyhow::Result<()> {
     in_streams(groups, batch, streams, |chunk| {
-        let (source, cache) = (source.clone(), cache.clone());
+        let (source, mut conn) = (source.clone(), redis.manager());
         async move {
             let read = source.top_n(&chunk).await?;
             let mut pipe = redis::pipe();
             for (group, entries) in read.groups {
                 let snapshot = Snapshot::new(group, read.version, entries.unwrap_or_default());
-                pipe.cmd("SET").arg(cache.keys().top(group)).arg(snapshot.to_json()).ignore();
+                pipe.cmd("SET").arg(format!("{prefix}:{{{group}}}")).arg(snapshot.to_json()).ignore();
             }
-            pipe.query_async::<()>(&mut cache.connection()).await?;
+            pipe.query_async::<()>(&mut conn).await?;
             Ok(())
         }
     })
@@ -207,54 +210,53 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     Noop,
-    NoopStockLeases,
     Worker,
 }
 
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Noop => "no-op",
+            Self::Worker => "refresh",
+        }
+    }
+}
+
 /// (a) and the real refresh: one job per group through the queue, `workers` processes consuming,
-/// timed from the first push until every job is done.
+/// timed from the first push until every job is done; each in a namespace of its own.
 async fn through_queue(
-    ctx: &Context,
+    lab: &Lab,
     sandbox: &Sandbox,
     groups: &[GroupId],
     workers: u32,
     role: Role,
 ) -> anyhow::Result<Duration> {
-    let cache = &sandbox.cache;
-    let queue = Queue::new(cache.connection(), cache.keys(), &ranq_worker::queue_options(&ctx.settings.worker));
-    let args: &[&str] = match role {
-        Role::Noop => &["bench", "noop-worker"],
-        Role::NoopStockLeases => &["bench", "noop-worker", "--stock-leases"],
-        Role::Worker => &["worker"],
+    let cache = sandbox.cache_in(role.name());
+    let queue = Queue::new(cache.redis(), cache.keys(), &lab.settings.worker);
+    let launcher = sandbox.launcher(lab, cache.keys().namespace());
+    let (launcher, args): (_, &[&str]) = match role {
+        // The no-op consumer is this lab's own subcommand.
+        Role::Noop => (launcher.with_exe(std::env::current_exe()?), &["noop-worker"]),
+        Role::Worker => (launcher, &["worker"]),
     };
     let mut children: Vec<Child> = Vec::new();
     for _ in 0..workers {
-        children.push(spawn_role(args, &sandbox.database_url, &ctx.settings.redis_url, &sandbox.namespace)?);
+        children.push(spawn_quiet(&launcher, args)?);
     }
     let measured = async {
         wait_for_workers(&queue, u64::from(workers)).await?;
-        let name = match role {
-            Role::Noop => "no-op",
-            Role::NoopStockLeases => "no-op/l",
-            Role::Worker => "refresh",
-        };
-        let bar = ProgressBar::new(groups.len() as u64).with_style(
-            ProgressStyle::with_template(&format!("{name:<8} {{bar:30}} {{pos}}/{{len}} jobs  {{per_sec}}"))
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
+        let name = role.name();
+        let bar = ranq_runtime::progress::bar(&format!("{name:<8}"), groups.len() as u64, "jobs");
         let jobs: Vec<RefreshJob> = groups.iter().map(|&g| RefreshJob::new(g, Reason::Manual)).collect();
-        let p = &ctx.settings.producer;
+        let pressure = Backpressure::of(&lab.settings.producer).waiting(PHASE_TIMEOUT);
         let since = Utc::now().timestamp_micros();
         let started = Instant::now();
-        let enqueue = queue.enqueue(&jobs, p.enqueue_chunk, p.max_backlog, PHASE_TIMEOUT);
+        let enqueue = queue.enqueue(&jobs, &pressure);
         let done = async {
             match role {
-                Role::Noop | Role::NoopStockLeases => {
-                    wait_until_done(cache, &queue, groups.len() as u64, &mut children, &bar).await
-                }
+                Role::Noop => wait_until_finished(&queue, groups.len() as u64, &mut children, &bar).await,
                 Role::Worker => {
-                    wait_until_refreshed(cache, groups.len() as u64, since, &mut children, PHASE_TIMEOUT, Some(&bar))
-                        .await
+                    wait_for_count(&cache, groups.len() as u64, since, &mut children, PHASE_TIMEOUT, Some(&bar)).await
                 }
             }
         };
@@ -267,7 +269,7 @@ async fn through_queue(
         anyhow::Ok(elapsed)
     }
     .await;
-    stop_all(&mut children, ctx.settings.shutdown_timeout).await;
+    ranq_launch::stop_all(&mut children, lab.settings.shutdown_timeout).await;
     measured
 }
 
@@ -280,38 +282,20 @@ async fn wait_for_workers(queue: &Queue, workers: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until `jobs` jobs are done (no-op workers do not vacuum, so the done set counts them);
+/// Waits until `jobs` jobs are finished (no-op workers do not vacuum, so the queue counts them);
 /// fails at once if a worker exits.
-async fn wait_until_done(
-    cache: &Cache,
-    queue: &Queue,
-    jobs: u64,
-    workers: &mut [Child],
-    bar: &ProgressBar,
-) -> anyhow::Result<()> {
+async fn wait_until_finished(queue: &Queue, jobs: u64, workers: &mut [Child], bar: &ProgressBar) -> anyhow::Result<()> {
     let deadline = Instant::now() + PHASE_TIMEOUT;
-    let mut conn = cache.connection();
     loop {
-        let done: u64 = redis::cmd("SCARD").arg(queue.config().done_jobs_set()).query_async(&mut conn).await?;
+        let done = queue.stats().await?.finished;
         bar.set_position(done);
         if done >= jobs {
             return Ok(());
         }
-        super::ensure_alive(workers)?;
+        ensure_alive(workers)?;
         anyhow::ensure!(Instant::now() < deadline, "no-op jobs not done within {PHASE_TIMEOUT:?}: {done} of {jobs}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// Removes every snapshot (and the index), so the next phase writes from scratch.
-async fn clear_snapshots(cache: &Cache) -> anyhow::Result<()> {
-    super::unlink_matching(cache, &cache.keys().top_pattern()).await?;
-    super::unlink_matching(cache, &cache.keys().index()).await
-}
-
-/// Removes the queue's keys (done jobs, idempotency flags), so the next phase starts empty.
-async fn clear_queue(cache: &Cache) -> anyhow::Result<()> {
-    super::unlink_matching(cache, &format!("{}*", cache.keys().queue())).await
 }
 
 fn print(r: &RefreshReport) {
@@ -323,15 +307,13 @@ fn print(r: &RefreshReport) {
         println!("  {label:<44} {:>8.2} s  {:>9.0} groups/s", p.seconds, p.groups_per_second);
     };
     line("(a) no-op jobs through the queue (ceiling)", &r.noop_ceiling);
-    line("    no-op, apalis-redis stock per-job leases", &r.noop_stock_leases);
     line("(b) naive: 1 query + 1 SET per group", &r.naive);
     line("(c) floor: batched SQL + pipelined SET", &r.floor);
     line("    fenced writes, no queue (Refresher)", &r.fenced_no_queue);
     line("refresh through queue and workers", &r.refresh);
     println!(
-        "  refresh = {:.0} % of the no-op ceiling ({:.0} % with stock leases), {:.1}× naive, {:.0} % of the floor",
+        "  refresh = {:.0} % of the no-op ceiling, {:.1}× naive, {:.0} % of the floor",
         r.refresh_share_of_noop_ceiling * 100.0,
-        r.refresh_share_of_stock_ceiling * 100.0,
         r.refresh_times_naive,
         r.refresh_share_of_floor * 100.0
     );

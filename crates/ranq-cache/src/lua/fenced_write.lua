@@ -1,4 +1,4 @@
--- Fenced write of one group's snapshot: the version fence of CONTRACT §4, atomically.
+-- Fenced write of one group's snapshot: the version fence (ranq_core::fence), atomically.
 --
 -- KEYS[1]  <ns>:top:{<group>}   the snapshot JSON
 -- KEYS[2]  <ns>:gone:{<group>}  tombstone: the version at which the group was found absent

@@ -1,35 +1,13 @@
 //! From a cached snapshot to what a reader is told: the status by age, the entries cut to
 //! `limit`, and the ETag. Shared by the HTTP API and `ranq get`, so both answer alike.
 
-use chrono::{DateTime, Utc};
-use ranq_cache::{Cache, CacheError};
-use ranq_core::{Entry, Freshness, FreshnessPolicy, GroupHealth, GroupId, Snapshot, Version};
-use serde::Serialize;
+use std::time::Duration;
 
-/// The body of a 200 answer (CONTRACT §5).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct TopResponse {
-    pub group: GroupId,
-    #[schema(value_type = crate::openapi::FreshnessDoc)]
-    pub status: Freshness,
-    /// Microseconds since the epoch at which the database was read; newer refreshes have larger
-    /// versions.
-    pub version: Version,
-    pub computed_at: DateTime<Utc>,
-    /// Age of the snapshot when this answer was made.
-    pub age_ms: u64,
-    /// At most `limit` entries, by rank.
-    #[schema(value_type = Vec<crate::openapi::EntryDoc>)]
-    pub entries: Vec<Entry>,
-    /// Set while the group is quarantined: why its refreshes fail. The entries are its last good
-    /// snapshot, and age on as usual.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Present (true) only while the group is quarantined.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    #[schema(required = false)]
-    pub quarantined: bool,
-}
+use chrono::{DateTime, Utc};
+use ranq_cache::{Cache, CacheError, Cached, Stored};
+use ranq_core::{Entry, Freshness, FreshnessPolicy, GroupHealth, GroupId, Snapshot, Version};
+
+use crate::wire::TopResponse;
 
 impl TopResponse {
     /// Derived from group, version and limit (and the quarantine flag, which changes the body):
@@ -111,11 +89,20 @@ fn quarantine_error(health: Option<GroupHealth>) -> Option<String> {
 /// What a read found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadOutcome {
-    /// Served: FRESH or STALE.
-    Served(TopResponse, std::time::Duration),
+    /// Served: FRESH or STALE, with the snapshot's age.
+    Served { response: TopResponse, age: Duration },
     /// MISS: not cached, or older than `max_age` (with the age when there was a snapshot, and
     /// the error when the group is quarantined).
-    Miss { age: Option<std::time::Duration>, error: Option<String> },
+    Miss { age: Option<Duration>, error: Option<String> },
+}
+
+/// A snapshot judged by its age.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judged {
+    /// Young enough to serve: everything of the answer but its entries (left empty).
+    Served { head: TopResponse, age: Duration },
+    /// Older than `max_age`: a MISS.
+    TooOld { age: Duration },
 }
 
 /// Classifies `snapshot` at `now` and cuts it to `limit` entries.
@@ -129,28 +116,27 @@ pub fn classify(
     let Some(mut snapshot) = snapshot else {
         return ReadOutcome::Miss { age: None, error: quarantine_error(health) };
     };
-    match head(&snapshot, health.as_ref(), policy, now) {
-        Err(age) => ReadOutcome::Miss { age: Some(age), error: quarantine_error(health) },
-        Ok((mut response, age)) => {
+    match judge(&snapshot, health.as_ref(), policy, now) {
+        Judged::TooOld { age } => ReadOutcome::Miss { age: Some(age), error: quarantine_error(health) },
+        Judged::Served { head: mut response, age } => {
             snapshot.entries.truncate(limit);
             response.entries = snapshot.entries;
-            ReadOutcome::Served(response, age)
+            ReadOutcome::Served { response, age }
         }
     }
 }
 
-/// Everything of an answer but its entries (left empty), with the snapshot's age; `Err(age)`
-/// when the snapshot is too old to serve. Shared by [`classify`] and the pre-rendered path, so
+/// Judges `snapshot` by its age at `now`. Shared by [`classify`] and the pre-rendered path, so
 /// both answer alike.
-pub fn head(
+pub fn judge(
     snapshot: &Snapshot,
     health: Option<&GroupHealth>,
     policy: &FreshnessPolicy,
     now: DateTime<Utc>,
-) -> Result<(TopResponse, std::time::Duration), std::time::Duration> {
+) -> Judged {
     let age = snapshot.age_at(now);
     let status = match policy.classify(age) {
-        Freshness::Miss => return Err(age),
+        Freshness::Miss => return Judged::TooOld { age },
         status => status,
     };
     let error = quarantine_error(health.cloned());
@@ -164,72 +150,32 @@ pub fn head(
         quarantined: error.is_some(),
         error,
     };
-    Ok((response, age))
+    Judged::Served { head: response, age }
 }
 
-/// The body of a 404 MISS (CONTRACT §5); a quarantined group also says why it is not refreshed.
-pub fn miss_body(group: GroupId, refresh_error: Option<String>) -> crate::openapi::MissBody {
-    crate::openapi::MissBody {
-        error: format!("group {group} is not cached"),
-        status: "MISS",
-        group,
-        code: "miss",
-        quarantined: refresh_error.is_some().then_some(true),
-        refresh_error,
-    }
-}
-
-/// Reads and classifies one group's snapshot. A corrupt snapshot is logged and read as a MISS:
-/// garbage is never served.
+/// Reads and classifies one group's snapshot. A corrupt snapshot is read as a MISS: garbage is
+/// never served.
 pub async fn read_top(
     cache: &Cache,
     policy: &FreshnessPolicy,
     group: GroupId,
     limit: usize,
 ) -> Result<ReadOutcome, CacheError> {
-    let (snapshot, health) = fetch(cache, group).await?.into_parts();
-    Ok(classify(snapshot, health, policy, limit, Utc::now()))
+    let Cached { stored, health } = cache.cached(group).await?;
+    Ok(classify(servable(stored), health, policy, limit, Utc::now()))
 }
 
-/// What Redis holds for a group, before classification.
-#[derive(Debug, Clone)]
-pub enum Fetched {
-    Found {
-        snapshot: Option<Snapshot>,
-        health: Option<GroupHealth>,
-    },
-    /// A value under the snapshot key that does not decode: read as a MISS, never kept.
-    Corrupt {
-        health: Option<GroupHealth>,
-    },
-}
-
-impl Fetched {
-    pub fn into_parts(self) -> (Option<Snapshot>, Option<GroupHealth>) {
-        match self {
-            Self::Found { snapshot, health } => (snapshot, health),
-            Self::Corrupt { health } => (None, health),
-        }
-    }
-}
-
-/// Reads a group's snapshot and health in one round trip; a corrupt snapshot is logged.
-pub async fn fetch(cache: &Cache, group: GroupId) -> Result<Fetched, CacheError> {
-    let (snapshot, health) = cache.snapshot_and_health(group).await?;
-    match snapshot {
-        Ok(snapshot) => Ok(Fetched::Found { snapshot, health }),
-        Err(CacheError::Corrupt { key, reason }) => {
-            tracing::warn!(%key, %reason, "corrupt snapshot read as a MISS");
-            Ok(Fetched::Corrupt { health })
-        }
-        Err(e) => Err(e),
+/// The snapshot a reader may be answered from: none when it is absent or does not decode.
+pub fn servable(stored: Stored) -> Option<Snapshot> {
+    match stored {
+        Stored::Found(snapshot) => Some(snapshot),
+        Stored::Absent | Stored::Corrupt { .. } => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn snapshot(entries: u32) -> Snapshot {
         let entries =
@@ -256,7 +202,9 @@ mod tests {
         };
         for limit in [1, 3, 5, 100] {
             for health in [None, Some(health.clone())] {
-                let ReadOutcome::Served(full, _) = classify(Some(s.clone()), health, &policy(), limit, now) else {
+                let ReadOutcome::Served { response: full, .. } =
+                    classify(Some(s.clone()), health, &policy(), limit, now)
+                else {
                     panic!("served")
                 };
                 let (entries, count) = rendered.first(limit);
@@ -273,7 +221,9 @@ mod tests {
     fn a_fresh_snapshot_is_cut_to_the_limit_with_its_age() {
         let s = snapshot(10);
         let now = s.computed_at + chrono::Duration::milliseconds(1500);
-        let ReadOutcome::Served(r, _) = classify(Some(s), None, &policy(), 3, now) else { panic!("served") };
+        let ReadOutcome::Served { response: r, .. } = classify(Some(s), None, &policy(), 3, now) else {
+            panic!("served")
+        };
         assert_eq!((r.status, r.age_ms, r.entries.len()), (Freshness::Fresh, 1500, 3));
         assert_eq!(r.etag(), "\"7-1000000000000000-3\"");
     }
@@ -284,7 +234,7 @@ mod tests {
         let at = |secs| s.computed_at + chrono::Duration::seconds(secs);
         assert!(matches!(
             classify(Some(s.clone()), None, &policy(), 100, at(3)),
-            ReadOutcome::Served(TopResponse { status: Freshness::Stale, .. }, _)
+            ReadOutcome::Served { response: TopResponse { status: Freshness::Stale, .. }, .. }
         ));
         assert_eq!(
             classify(Some(s.clone()), None, &policy(), 100, at(6)),
@@ -305,13 +255,16 @@ mod tests {
             quarantined,
             retry_at_ms: None,
         };
-        let ReadOutcome::Served(r, _) = classify(Some(s.clone()), Some(health(true)), &policy(), 100, now) else {
+        let ReadOutcome::Served { response: r, .. } =
+            classify(Some(s.clone()), Some(health(true)), &policy(), 100, now)
+        else {
             panic!("served")
         };
         assert_eq!((r.status, r.quarantined, r.error.as_deref()), (Freshness::Stale, true, Some("division by zero")));
         assert!(r.etag().ends_with("-q\""), "{}", r.etag());
         // Failing, but not yet quarantined: the answer is the plain one.
-        let ReadOutcome::Served(r, _) = classify(Some(s), Some(health(false)), &policy(), 100, now) else {
+        let ReadOutcome::Served { response: r, .. } = classify(Some(s), Some(health(false)), &policy(), 100, now)
+        else {
             panic!("served")
         };
         assert_eq!((r.quarantined, r.error.as_deref()), (false, None));

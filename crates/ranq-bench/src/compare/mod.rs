@@ -1,4 +1,4 @@
-//! `ranq bench compare`: the three architectures of the design discussion on the same data, the
+//! `ranq-bench compare`: the three architectures of the design discussion on the same data, the
 //! same read workload and the same Postgres and Redis, one after the other:
 //!
 //! 1. **sharded lock** — `--servers` tasks race for a per-group lock every period
@@ -24,21 +24,18 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use ranq_cache::Cache;
 use ranq_core::GroupId;
-use ranq_db::{SeedOptions, Source};
-use ranq_producer::{Lease, Producer, TickOutcome};
+use ranq_db::Source;
+use ranq_producer::{Producer, TickOutcome};
 use ranq_queue::Queue;
-use ranq_runtime::Shutdown;
+use ranq_redis::Redis;
+use ranq_runtime::{Shutdown, UsageError};
 use serde::Serialize;
 
-pub use workload::Skew;
-
-use self::contenders::{Counters, OnDemand, ShardedLock, SnapshotReader};
+use self::contenders::{Counted, Counters, OnDemand, RanqReader, ShardedLock};
 use self::workload::ReadFigures;
-use super::{Sandbox, spawn_role, stop_all};
 use crate::cli::CompareArgs;
-use crate::context::Context;
+use crate::sandbox::{Lab, Sandbox, in_sandbox, spawn_quiet};
 
 /// Longest warm-up (first full refresh) before a run gives up.
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -73,23 +70,22 @@ struct Architecture {
     reads: ReadFigures,
 }
 
-pub async fn compare(ctx: &Context, args: &CompareArgs) -> anyhow::Result<std::process::ExitCode> {
+pub async fn compare(lab: &Lab, args: &CompareArgs) -> anyhow::Result<std::process::ExitCode> {
     if let (Some(saved), Some(svg)) = (&args.replot, &args.svg) {
-        let text = std::fs::read_to_string(saved)
-            .map_err(|e| crate::context::UsageError(format!("--replot {}: {e}", saved.display())))?;
-        let report: CompareReport = serde_json::from_str(&text).map_err(|e| {
-            crate::context::UsageError(format!("--replot {}: not a bench compare report: {e}", saved.display()))
-        })?;
+        let text =
+            std::fs::read_to_string(saved).map_err(|e| UsageError(format!("--replot {}: {e}", saved.display())))?;
+        let report: CompareReport = serde_json::from_str(&text)
+            .map_err(|e| UsageError(format!("--replot {}: not a bench compare report: {e}", saved.display())))?;
         chart::draw(&report, svg)?;
         eprintln!("wrote {}", svg.display());
         return Ok(std::process::ExitCode::SUCCESS);
     }
-    super::in_sandbox(ctx, args.json.as_deref(), async |sandbox| run(ctx, args, sandbox).await, print).await
+    in_sandbox(lab, args.json.as_deref(), async |sandbox| run(lab, args, sandbox).await, print).await
 }
 
 /// What every run shares.
 struct Setup<'a> {
-    ctx: &'a Context,
+    lab: &'a Lab,
     args: &'a CompareArgs,
     sandbox: &'a Sandbox,
     groups: Arc<Vec<GroupId>>,
@@ -97,14 +93,11 @@ struct Setup<'a> {
     max_age: Duration,
 }
 
-async fn run(ctx: &Context, args: &CompareArgs, sandbox: &Sandbox) -> anyhow::Result<CompareReport> {
-    let source = Source::connect(&sandbox.database_url, 2).await?;
-    source.migrate().await?;
-    let options = SeedOptions { groups: args.groups, members: args.members, seed: 42, replace: false };
-    crate::commands::admin::seed_with_progress(&source, options).await?;
+async fn run(lab: &Lab, args: &CompareArgs, sandbox: &Sandbox) -> anyhow::Result<CompareReport> {
+    let (source, _) = sandbox.seeded_source(args.groups, args.members, 2).await?;
     let groups = Arc::new(source.group_ids().await?);
     source.close().await;
-    let setup = Setup { ctx, args, sandbox, groups, stale_after: args.period.mul_f64(1.5), max_age: args.period * 10 };
+    let setup = Setup { lab, args, sandbox, groups, stale_after: args.period.mul_f64(1.5), max_age: args.period * 10 };
     eprintln!(
         "comparing on {} groups × {} members, {} servers, a refresh every {}, {} reads/s ({}), {} each",
         args.groups,
@@ -141,45 +134,44 @@ async fn run(ctx: &Context, args: &CompareArgs, sandbox: &Sandbox) -> anyhow::Re
     Ok(report)
 }
 
-/// A cache handle in a namespace of the run's own, so runs never see each other's keys.
-async fn run_cache(setup: &Setup<'_>, run: &str) -> anyhow::Result<Cache> {
-    Ok(Cache::connect(&setup.ctx.settings.redis_url, &format!("{}:{run}", setup.sandbox.namespace)).await?)
-}
-
 /// Redis's own count of commands processed (server-wide).
-async fn redis_commands(cache: &Cache) -> anyhow::Result<u64> {
-    let info: String = redis::cmd("INFO").arg("stats").query_async(&mut cache.connection()).await?;
-    Ok(info
-        .lines()
-        .find_map(|l| l.strip_prefix("total_commands_processed:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0))
+async fn redis_commands(redis: &Redis) -> anyhow::Result<u64> {
+    Ok(redis.info("stats").await?.get("total_commands_processed").and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// Counts taken at the start and the end of a measured window, turned into rates.
 struct Window {
     started: Instant,
     redis: u64,
-    counted: [u64; 3],
+    counted: Counted,
+}
+
+/// A window's figures, per minute.
+struct Rates {
+    db_queries: f64,
+    redis_commands: f64,
+    lock_attempts: f64,
+    lock_conflicts: f64,
 }
 
 impl Window {
-    async fn open(cache: &Cache, counters: &Counters) -> anyhow::Result<Self> {
-        Ok(Self { started: Instant::now(), redis: redis_commands(cache).await?, counted: counters.snapshot() })
+    async fn open(redis: &Redis, counters: &Counters) -> anyhow::Result<Self> {
+        Ok(Self { started: Instant::now(), redis: redis_commands(redis).await?, counted: counters.now() })
     }
 
-    /// (db queries, redis commands, lock attempts, lock conflicts) per minute.
-    async fn close(self, cache: &Cache, counters: &Counters, extra_db: u64) -> anyhow::Result<[f64; 4]> {
+    /// The rates since the window opened; `extra_db` counts database queries made where the
+    /// counters cannot see them (worker processes).
+    async fn close(self, redis: &Redis, counters: &Counters, extra_db: u64) -> anyhow::Result<Rates> {
         let minutes = self.started.elapsed().as_secs_f64() / 60.0;
-        let redis = redis_commands(cache).await?.saturating_sub(self.redis);
-        let now = counters.snapshot();
+        let commands = redis_commands(redis).await?.saturating_sub(self.redis);
+        let d = counters.now().since(&self.counted);
         let per_minute = |n: u64| n as f64 / minutes;
-        Ok([
-            per_minute(now[0] - self.counted[0] + extra_db),
-            per_minute(redis),
-            per_minute(now[1] - self.counted[1]),
-            per_minute(now[2] - self.counted[2]),
-        ])
+        Ok(Rates {
+            db_queries: per_minute(d.db_queries + extra_db),
+            redis_commands: per_minute(commands),
+            lock_attempts: per_minute(d.lock_attempts),
+            lock_conflicts: per_minute(d.lock_conflicts),
+        })
     }
 }
 
@@ -188,10 +180,16 @@ async fn reads<R: workload::Reader>(setup: &Setup<'_>, reader: Arc<R>) -> ReadFi
     workload::run(reader, &setup.groups, a.read_rate, a.read_skew, a.duration).await
 }
 
-/// Architecture 1, `--servers` tasks, each with its own Redis connection and database pool.
+/// The keys of one contender's run, below the sandbox's namespace, so runs never see each other's.
+fn run_prefix(setup: &Setup<'_>, run: &str) -> String {
+    format!("{}:{run}", setup.sandbox.namespace)
+}
+
+/// Architecture 1, `--servers` tasks, each with its own database pool.
 async fn sharded_lock(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
     eprintln!("1. sharded lock: warming up");
-    let cache = run_cache(setup, "sharded").await?;
+    let redis = &setup.sandbox.redis;
+    let prefix = run_prefix(setup, "sharded");
     let counters = Arc::new(Counters::default());
     let shutdown = Shutdown::new();
     let epoch = Instant::now();
@@ -200,7 +198,8 @@ async fn sharded_lock(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
         let contender = ShardedLock {
             server,
             source: Source::connect(&setup.sandbox.database_url, 2).await?,
-            cache: run_cache(setup, "sharded").await?,
+            redis: redis.clone(),
+            prefix: prefix.clone(),
             groups: setup.groups.clone(),
             period: setup.args.period,
             counters: counters.clone(),
@@ -212,17 +211,16 @@ async fn sharded_lock(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
     let measured = async {
         warm?;
         eprintln!("1. sharded lock: measuring");
-        let window = Window::open(&cache, &counters).await?;
-        let reader =
-            Arc::new(SnapshotReader { cache: cache.clone(), stale_after: setup.stale_after, max_age: setup.max_age });
+        let window = Window::open(redis, &counters).await?;
+        let reader = Arc::new(ShardedLock::reader(redis.clone(), &prefix, setup.stale_after, setup.max_age));
         let reads = reads(setup, reader).await;
-        let [db, redis, attempts, conflicts] = window.close(&cache, &counters, 0).await?;
+        let rates = window.close(redis, &counters, 0).await?;
         anyhow::Ok(Architecture {
             name: "1. sharded lock".into(),
-            db_queries_per_minute: db,
-            redis_commands_per_minute: redis,
-            lock_attempts_per_minute: attempts,
-            lock_conflicts_per_minute: conflicts,
+            db_queries_per_minute: rates.db_queries,
+            redis_commands_per_minute: rates.redis_commands,
+            lock_attempts_per_minute: rates.lock_attempts,
+            lock_conflicts_per_minute: rates.lock_conflicts,
             // Not measured: the lock admits one server per group and round, but a server more
             // than a round behind may take a round's lock again.
             max_concurrent_db_per_group: None,
@@ -242,67 +240,44 @@ async fn sharded_lock(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
 /// code) and `--servers` real worker processes.
 async fn queue(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
     eprintln!("2. queue (ranq): warming up");
-    let ctx = setup.ctx;
-    let cache = run_cache(setup, "queue").await?;
-    let namespace = cache.keys().namespace().to_owned();
-    let ports: Vec<u16> = (0..setup.args.servers).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+    let lab = setup.lab;
+    let cache = setup.sandbox.cache_in("queue");
+    let launcher = setup.sandbox.launcher(lab, cache.keys().namespace());
+    let ports: Vec<u16> = (0..setup.args.servers).map(|_| ranq_launch::free_port()).collect::<Result<_, _>>()?;
     let mut workers = Vec::new();
     for port in &ports {
         let listen = format!("127.0.0.1:{port}");
-        let args = ["worker", "--metrics-listen", &listen];
-        workers.push(spawn_role(&args, &setup.sandbox.database_url, &ctx.settings.redis_url, &namespace)?);
+        workers.push(spawn_quiet(&launcher, &["worker", "--metrics-listen", &listen])?);
     }
     let source = Source::connect(&setup.sandbox.database_url, 2).await?;
-    let queue = Queue::new(cache.connection(), cache.keys(), &ranq_worker::queue_options(&ctx.settings.worker));
-    let lease = Lease::new(cache.connection(), cache.keys().clone(), "bench".into(), Duration::from_secs(3600));
-    let mut settings = ctx.settings.producer.clone();
+    let queue = Queue::new(cache.redis(), cache.keys(), &lab.settings.worker);
+    let mut settings = lab.settings.producer.clone();
     settings.mode = ranq_runtime::ProducerMode::All;
-    let producer = Arc::new(Producer::new(source, cache.clone(), queue, settings, lease)?);
+    settings.lease_ttl = Duration::from_secs(3600);
+    let producer = Arc::new(Producer::new(source, cache.clone(), queue, settings, "bench")?);
     producer.keep_lease().await?;
     let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let shutdown = Shutdown::new();
-    let ticker = tokio::spawn({
-        let (producer, ticks, shutdown, period) =
-            (producer.clone(), ticks.clone(), shutdown.clone(), setup.args.period);
-        async move {
-            let base = Utc::now();
-            let mut every = tokio::time::interval(period);
-            for i in 0i64.. {
-                tokio::select! {
-                    () = shutdown.wait() => break,
-                    _ = every.tick() => {}
-                }
-                if let TickOutcome::Enqueued { .. } = producer.tick(base + chrono::Duration::seconds(i)).await? {
-                    ticks.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            anyhow::Ok(())
-        }
-    });
+    let ticker = tokio::spawn(tick_every(producer, setup.args.period, ticks.clone(), shutdown.clone()));
     let http = reqwest::Client::new();
     let total = setup.groups.len() as u64;
     let measured = async {
-        let index = cache.keys().index();
-        wait_for(|| async {
-            let cached: u64 = redis::cmd("ZCARD").arg(&index).query_async(&mut cache.connection()).await?;
-            Ok(cached >= total)
-        })
-        .await?;
+        wait_for(|| async { Ok(cache.cached_groups().await?.len() as u64 >= total) }).await?;
         eprintln!("2. queue (ranq): measuring");
         let counters = Counters::default();
         let (ticks_before, batches_before) = (ticks.load(Ordering::Relaxed), batches(&http, &ports).await?);
-        let window = Window::open(&cache, &counters).await?;
+        let window = Window::open(cache.redis(), &counters).await?;
         let reader =
-            Arc::new(SnapshotReader { cache: cache.clone(), stale_after: setup.stale_after, max_age: setup.max_age });
+            Arc::new(RanqReader { cache: cache.clone(), stale_after: setup.stale_after, max_age: setup.max_age });
         let reads = reads(setup, reader).await;
         // One SQL statement per worker batch, and one group listing per tick.
         let queries = batches(&http, &ports).await?.saturating_sub(batches_before)
             + ticks.load(Ordering::Relaxed).saturating_sub(ticks_before);
-        let [db, redis, ..] = window.close(&cache, &counters, queries).await?;
+        let rates = window.close(cache.redis(), &counters, queries).await?;
         anyhow::Ok(Architecture {
             name: "2. queue (ranq)".into(),
-            db_queries_per_minute: db,
-            redis_commands_per_minute: redis,
+            db_queries_per_minute: rates.db_queries,
+            redis_commands_per_minute: rates.redis_commands,
             lock_attempts_per_minute: 0.0,
             lock_conflicts_per_minute: 0.0,
             max_concurrent_db_per_group: None,
@@ -313,9 +288,30 @@ async fn queue(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
     .await;
     shutdown.trigger();
     let ticked = ticker.await;
-    stop_all(&mut workers, ctx.settings.shutdown_timeout).await;
+    ranq_launch::stop_all(&mut workers, lab.settings.shutdown_timeout).await;
     ticked??;
     measured
+}
+
+/// Ticks `producer` every `period` until shutdown, counting the ticks it enqueued.
+async fn tick_every(
+    producer: Arc<Producer>,
+    period: Duration,
+    ticks: Arc<std::sync::atomic::AtomicU64>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let base = Utc::now();
+    let mut every = tokio::time::interval(period);
+    for i in 0i64.. {
+        tokio::select! {
+            () = shutdown.wait() => break,
+            _ = every.tick() => {}
+        }
+        if let TickOutcome::Enqueued { .. } = producer.tick(base + chrono::Duration::seconds(i)).await? {
+            ticks.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
 }
 
 /// The worker processes' batch counts (`ranq_refresh_batch_size_count`), summed.
@@ -336,24 +332,32 @@ async fn batches(http: &reqwest::Client, ports: &[u16]) -> anyhow::Result<u64> {
 async fn on_demand(setup: &Setup<'_>, swr: bool) -> anyhow::Result<Architecture> {
     let name = if swr { "3b. on demand + lock + SWR" } else { "3a. on demand + lock" };
     eprintln!("{name}: measuring");
-    let cache = run_cache(setup, if swr { "swr" } else { "ondemand" }).await?;
+    let redis = &setup.sandbox.redis;
+    let prefix = run_prefix(setup, if swr { "swr" } else { "ondemand" });
     let counters = Arc::new(Counters::default());
     let pool = setup.args.servers.max(2);
     let source = Source::connect(&setup.sandbox.database_url, pool).await?;
-    let reader =
-        Arc::new(OnDemand::new(source.clone(), cache.clone(), setup.args.period, swr, setup.max_age, counters.clone()));
-    let window = Window::open(&cache, &counters).await?;
+    let reader = Arc::new(OnDemand::new(
+        source.clone(),
+        redis.clone(),
+        prefix,
+        setup.args.period,
+        swr,
+        setup.max_age,
+        counters.clone(),
+    ));
+    let window = Window::open(redis, &counters).await?;
     let reads = reads(setup, reader.clone()).await;
-    let [db, redis, attempts, conflicts] = window.close(&cache, &counters, 0).await?;
+    let rates = window.close(redis, &counters, 0).await?;
     // Refreshes behind stale answers finish before the pool closes and the sandbox is removed.
     reader.background_done().await;
     source.close().await;
     Ok(Architecture {
         name: name.into(),
-        db_queries_per_minute: db,
-        redis_commands_per_minute: redis,
-        lock_attempts_per_minute: attempts,
-        lock_conflicts_per_minute: conflicts,
+        db_queries_per_minute: rates.db_queries,
+        redis_commands_per_minute: rates.redis_commands,
+        lock_attempts_per_minute: rates.lock_attempts,
+        lock_conflicts_per_minute: rates.lock_conflicts,
         max_concurrent_db_per_group: Some(counters.max_concurrent_db.load(Ordering::Relaxed)),
         max_readers_piled_on_a_miss: Some(counters.max_piled_readers.load(Ordering::Relaxed)),
         reads,
@@ -372,10 +376,6 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// CPU model and count, for the report's provenance.

@@ -1,4 +1,4 @@
-//! `ranq bench chaos`: a real fleet — two producers, workers and the read API, as processes —
+//! `ranq-bench chaos`: a real fleet — two producers, workers and the read API, as processes —
 //! under a fault every `--every`, for `--duration`, with a reader hammering the API meanwhile.
 //! It runs on services of its own: a private `redis-server` (which it kills and restarts empty)
 //! and a TCP proxy in front of its Postgres schema (which it cuts), so nothing else is disturbed.
@@ -11,6 +11,7 @@
 //! producers' logs, a tick id enqueued by two producers is a duplicate.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -22,15 +23,14 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use ranq_cache::Cache;
 use ranq_core::GroupId;
-use ranq_db::{SeedOptions, Source};
-use ranq_faults::{FaultProxy, PrivateRedis};
-use ranq_runtime::Shutdown;
+use ranq_faults::FaultProxy;
+use ranq_launch::{Launcher, RedisServer};
+use ranq_runtime::{Shutdown, UsageError};
 use serde::Serialize;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use super::Sandbox;
 use crate::cli::ChaosArgs;
-use crate::context::{Context, UsageError};
+use crate::sandbox::{Lab, Sandbox, in_sandbox, redis_used_memory, rss_of};
 
 /// How long a fault may take to heal before its unrefreshed groups count as lost.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -82,16 +82,13 @@ struct ChaosReport {
     worker_rss_kib_end: Vec<u64>,
 }
 
-pub async fn chaos(ctx: &Context, args: &ChaosArgs) -> anyhow::Result<std::process::ExitCode> {
-    super::in_sandbox(ctx, args.json.as_deref(), async |sandbox| run(ctx, args, sandbox).await, print).await
+pub async fn chaos(lab: &Lab, args: &ChaosArgs) -> anyhow::Result<std::process::ExitCode> {
+    in_sandbox(lab, args.json.as_deref(), async |sandbox| run(lab, args, sandbox).await, print).await
 }
 
-/// The fleet's processes, with what it takes to start one again.
-struct Fleet {
-    exe: PathBuf,
-    database_url: String,
-    redis_url: String,
-    namespace: String,
+/// The processes under fault: each role as it runs now, with what it takes to start one again.
+struct Cast {
+    launcher: Launcher,
     logs: PathBuf,
     producers: Vec<Child>,
     workers: Vec<Child>,
@@ -99,22 +96,15 @@ struct Fleet {
     started: u32,
 }
 
-impl Fleet {
+impl Cast {
     fn spawn(&mut self, args: &[&str]) -> anyhow::Result<Child> {
         self.started += 1;
         // Producers' lines are kept: the duplicate-tick count reads them.
         let log = std::fs::File::create(self.logs.join(format!("{}-{}.log", args[0], self.started)))?;
-        Command::new(&self.exe)
-            .args(args)
-            .env("DATABASE_URL", &self.database_url)
-            .env("REDIS_URL", &self.redis_url)
-            .env("RANQ_NAMESPACE", &self.namespace)
-            .env("RANQ_LOG_FORMAT", "json")
-            .env("RANQ_PRODUCER__LEASE_TTL", humantime::format_duration(LEASE_TTL).to_string())
-            .stdin(Stdio::null())
+        self.launcher
+            .tokio_command(args)
             .stdout(Stdio::null())
             .stderr(log)
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start `ranq {}`: {e}", args.join(" ")))
     }
@@ -131,52 +121,39 @@ impl Fleet {
         Ok(())
     }
 
-    fn pids(children: &[Child]) -> Vec<u32> {
-        children.iter().filter_map(Child::id).collect()
-    }
-
     async fn stop(&mut self, grace: Duration) {
         let mut all: Vec<Child> =
             self.producers.drain(..).chain(self.workers.drain(..)).chain(self.serve.take()).collect();
-        super::stop_all(&mut all, grace).await;
+        ranq_launch::stop_all(&mut all, grace).await;
     }
 }
 
-async fn run(ctx: &Context, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Result<ChaosReport> {
-    let source = Source::connect(&sandbox.database_url, 2).await?;
-    source.migrate().await?;
-    let options = SeedOptions { groups: args.groups, members: args.members, seed: 42, replace: false };
-    crate::commands::admin::seed_with_progress(&source, options).await?;
+async fn run(lab: &Lab, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Result<ChaosReport> {
+    let (source, _) = sandbox.seeded_source(args.groups, args.members, 2).await?;
     let groups = source.group_ids().await?;
     source.close().await;
 
-    let mut redis = PrivateRedis::start()?;
+    let mut redis = tokio::task::spawn_blocking(RedisServer::start).await??;
     let upstream = upstream_of(&sandbox.database_url).await?;
     let proxy = FaultProxy::start(upstream).await?;
     let logs = std::env::temp_dir().join(format!("{}-logs", sandbox.namespace));
     std::fs::create_dir_all(&logs)?;
-    let mut fleet = Fleet {
-        exe: std::env::current_exe()?,
-        database_url: proxy
-            .wrap(&sandbox.database_url)
-            .ok_or_else(|| anyhow::anyhow!("the database URL has no host"))?,
-        redis_url: redis.url(),
-        namespace: sandbox.namespace.clone(),
-        logs: logs.clone(),
-        producers: Vec::new(),
-        workers: Vec::new(),
-        serve: None,
-        started: 0,
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let database_url =
+        proxy.wrap(&sandbox.database_url).ok_or_else(|| anyhow::anyhow!("the database URL has no host"))?;
+    let launcher = Launcher::new(&lab.ranq, Some(&database_url), &redis.url(), &sandbox.namespace)
+        .var("RANQ_LOG_FORMAT", "json")
+        .var("RANQ_PRODUCER__LEASE_TTL", humantime::format_duration(LEASE_TTL).to_string());
+    let mut cast =
+        Cast { launcher, logs: logs.clone(), producers: Vec::new(), workers: Vec::new(), serve: None, started: 0 };
+    let port = ranq_launch::free_port()?;
     let shutdown = Shutdown::new();
     let outcome = async {
-        fleet.producer()?;
-        fleet.producer()?;
+        cast.producer()?;
+        cast.producer()?;
         for _ in 0..args.workers {
-            fleet.worker()?;
+            cast.worker()?;
         }
-        fleet.serve = Some(fleet.spawn(&["serve", "--listen", &format!("127.0.0.1:{port}")])?);
+        cast.serve = Some(cast.spawn(&["serve", "--listen", &format!("127.0.0.1:{port}")])?);
         let cache = Cache::connect(&redis.url(), &sandbox.namespace).await?;
         converge(&cache, &groups, 0).await?;
         eprintln!("chaos: {} groups cached; a fault every {}", groups.len(), humantime::format_duration(args.every));
@@ -184,7 +161,7 @@ async fn run(ctx: &Context, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Resu
         let reads = Reads::default();
         let reader =
             tokio::spawn(reads.clone().hammer(format!("http://127.0.0.1:{port}"), groups.len(), shutdown.clone()));
-        let memory_start = (used_memory(&cache).await.unwrap_or(0), rss(&Fleet::pids(&fleet.workers)));
+        let memory_start = (redis_used_memory(cache.redis()).await.unwrap_or(0), rss_of(&cast.workers));
         let mut faults: HashMap<Fault, PerFault> = HashMap::new();
         let started = Instant::now();
         let mut i = 0;
@@ -193,7 +170,7 @@ async fn run(ctx: &Context, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Resu
             let slot = Instant::now();
             let fault = FAULTS[i % FAULTS.len()];
             i += 1;
-            if !inject(fault, &mut fleet, &mut redis, &proxy, &cache).await? {
+            if !inject(fault, &mut cast, &mut redis, &proxy, &cache).await? {
                 eprintln!("chaos: {fault:?} skipped (no producer held the lease)");
                 tokio::time::sleep_until((slot + args.every).into()).await;
                 continue;
@@ -209,7 +186,7 @@ async fn run(ctx: &Context, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Resu
             entry.groups_lost += lost;
             tokio::time::sleep_until((slot + args.every).into()).await;
         }
-        let memory_end = (used_memory(&cache).await.unwrap_or(0), rss(&Fleet::pids(&fleet.workers)));
+        let memory_end = (redis_used_memory(cache.redis()).await.unwrap_or(0), rss_of(&cast.workers));
         shutdown.trigger();
         let _ = reader.await;
         anyhow::Ok((faults, reads, memory_start, memory_end, started.elapsed()))
@@ -217,7 +194,7 @@ async fn run(ctx: &Context, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Resu
     .await;
     // Whatever happened: the reader stops, the fleet stops, the logs go.
     shutdown.trigger();
-    fleet.stop(ctx.settings.shutdown_timeout).await;
+    cast.stop(lab.settings.shutdown_timeout).await;
     drop(proxy);
     drop(redis);
     let counted = outcome.and_then(|o| Ok((o, ticks_from_logs(&logs)?)));
@@ -247,27 +224,27 @@ async fn run(ctx: &Context, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Resu
 /// `false` when there was nothing to inject it into (no producer held the lease).
 async fn inject(
     fault: Fault,
-    fleet: &mut Fleet,
-    redis: &mut PrivateRedis,
+    cast: &mut Cast,
+    redis: &mut RedisServer,
     proxy: &FaultProxy,
     cache: &Cache,
 ) -> anyhow::Result<bool> {
     match fault {
         Fault::WorkerKilled => {
-            if !fleet.workers.is_empty() {
-                let mut victim = fleet.workers.remove(0);
+            if !cast.workers.is_empty() {
+                let mut victim = cast.workers.remove(0);
                 let _ = victim.kill().await;
             }
-            fleet.worker()?;
+            cast.worker()?;
         }
         Fault::LeaderKilled => {
-            let Some(i) = leader_index(fleet, cache).await else { return Ok(false) };
-            let mut victim = fleet.producers.remove(i);
+            let Some(i) = leader_index(cast, cache).await else { return Ok(false) };
+            let mut victim = cast.producers.remove(i);
             let _ = victim.kill().await;
-            fleet.producer()?;
+            cast.producer()?;
         }
         Fault::LeaderPaused => {
-            let Some(pid) = leader_index(fleet, cache).await.and_then(|i| fleet.producers[i].id()) else {
+            let Some(pid) = leader_index(cast, cache).await.and_then(|i| cast.producers[i].id()) else {
                 return Ok(false);
             };
             let pid = Pid::from_raw(i32::try_from(pid)?);
@@ -278,7 +255,7 @@ async fn inject(
         Fault::RedisRestartedEmpty => {
             redis.kill();
             tokio::time::sleep(REDIS_DOWN).await;
-            redis.start_again()?;
+            tokio::task::block_in_place(|| redis.start_again())?;
         }
         Fault::DatabaseCut => {
             proxy.cut();
@@ -289,31 +266,18 @@ async fn inject(
     Ok(true)
 }
 
-/// Which of the fleet's producers holds the lease (its id ends in `-<pid>-<start ms>`).
-async fn leader_index(fleet: &Fleet, cache: &Cache) -> Option<usize> {
-    let leader = ranq_status::read_leader(&mut cache.connection(), cache.keys()).await.ok()??;
+/// Which of the producers holds the lease (its id ends in `-<pid>-<start ms>`).
+async fn leader_index(cast: &Cast, cache: &Cache) -> Option<usize> {
+    let leader = cache.ledger().leader().await.ok()??;
     let pid: u32 = leader.id.rsplit('-').nth(1)?.parse().ok()?;
-    fleet.producers.iter().position(|p| p.id() == Some(pid))
+    cast.producers.iter().position(|p| p.id() == Some(pid))
 }
 
-/// Waits until every group's fenced version is newer than `since` (µs); returns how many were
-/// not by [`CONVERGE_TIMEOUT`].
+/// Waits until every group was refreshed after `since` (µs); returns how many were not by
+/// [`CONVERGE_TIMEOUT`]. While Redis comes back, a failed look counts as no progress.
 async fn converge(cache: &Cache, groups: &[GroupId], since: i64) -> anyhow::Result<u64> {
-    let deadline = Instant::now() + CONVERGE_TIMEOUT;
-    loop {
-        let mut behind = 0u64;
-        for chunk in groups.chunks(1_000) {
-            // Redis may be coming back: an error counts the whole chunk as behind, for now.
-            match cache.fence_versions(chunk).await {
-                Ok(versions) => behind += versions.iter().filter(|v| v.is_none_or(|v| v <= since)).count() as u64,
-                Err(_) => behind += chunk.len() as u64,
-            }
-        }
-        if behind == 0 || Instant::now() > deadline {
-            return Ok(behind);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let behind = cache.wait_until_refreshed(groups, since, CONVERGE_TIMEOUT, |_| ControlFlow::Continue(())).await;
+    Ok(behind.len() as u64)
 }
 
 /// Counts the ticks the producers' logs say they enqueued, and the tick ids enqueued more than
@@ -379,14 +343,6 @@ async fn upstream_of(url: &str) -> anyhow::Result<std::net::SocketAddr> {
         .await?
         .next()
         .ok_or_else(|| anyhow::anyhow!("cannot resolve the database host {host}"))
-}
-
-async fn used_memory(cache: &Cache) -> anyhow::Result<u64> {
-    super::redis_used_memory(cache).await
-}
-
-fn rss(pids: &[u32]) -> Vec<u64> {
-    pids.iter().copied().map(super::rss_kib).collect()
 }
 
 fn print(r: &ChaosReport) {

@@ -1,4 +1,4 @@
-//! `ranq bench read`: the read API serving a cached top-100 under load, beside a minimal server
+//! `ranq-bench read`: the read API serving a cached top-100 under load, beside a minimal server
 //! (axum, one route, the same bytes from memory) that stands for a static file. Both run in this
 //! process on loopback, behind the same load generator, so the ratio between them is the read
 //! path's own cost: Redis round trip, snapshot decoding, classification and serialisation.
@@ -9,13 +9,11 @@
 //! sent late because the one before it was slow counts its latency from when it was due, so a
 //! stall cannot hide itself) for percentiles.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use chrono::Utc;
-use indicatif::ProgressBar;
 use ranq_cache::{Cache, Write};
 use ranq_core::{Entry, Snapshot};
 use ranq_runtime::Shutdown;
@@ -23,7 +21,7 @@ use ranq_runtime::settings::OnMiss;
 use serde::Serialize;
 
 use crate::cli::ReadBenchArgs;
-use crate::context::Context;
+use crate::sandbox::{Lab, write_json};
 
 /// The group the bench caches and reads.
 const GROUP: i64 = 1;
@@ -51,14 +49,15 @@ struct ReadReport {
     api_share_of_static: f64,
 }
 
-pub async fn read(ctx: &Context, args: &ReadBenchArgs) -> anyhow::Result<ExitCode> {
+/// Redis only: this bench needs no database, so it has no sandbox schema, only a namespace.
+pub async fn read(lab: &Lab, args: &ReadBenchArgs) -> anyhow::Result<ExitCode> {
     let namespace =
-        format!("{}-bench-read-{}-{}", ctx.settings.namespace, std::process::id(), Utc::now().timestamp_millis());
-    let cache = Cache::connect(&ctx.settings.redis_url, &namespace).await?;
+        format!("{}-bench-read-{}-{}", lab.settings.namespace, std::process::id(), Utc::now().timestamp_millis());
+    let cache = Cache::connect(&lab.settings.redis_url, &namespace).await?;
     let shutdown = Shutdown::new();
-    let result = run(ctx, args, &cache, &shutdown).await;
+    let result = run(lab, args, &cache, &shutdown).await;
     shutdown.trigger();
-    let _ = super::unlink_matching(&cache, &cache.keys().all_pattern()).await;
+    let _ = cache.redis().unlink_matching(&cache.keys().all_pattern()).await;
     let report = result?;
     print(&report);
     if let Some(path) = args.json.as_deref() {
@@ -67,13 +66,7 @@ pub async fn read(ctx: &Context, args: &ReadBenchArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_json(path: &Path, report: &ReadReport) -> anyhow::Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(report)?)?;
-    eprintln!("wrote {}", path.display());
-    Ok(())
-}
-
-async fn run(ctx: &Context, args: &ReadBenchArgs, cache: &Cache, shutdown: &Shutdown) -> anyhow::Result<ReadReport> {
+async fn run(lab: &Lab, args: &ReadBenchArgs, cache: &Cache, shutdown: &Shutdown) -> anyhow::Result<ReadReport> {
     // A realistic top-100: member ids and scores of production-like width.
     let entries = (1..=100u32)
         .map(|rank| Entry {
@@ -84,7 +77,7 @@ async fn run(ctx: &Context, args: &ReadBenchArgs, cache: &Cache, shutdown: &Shut
         .collect();
     cache.write_batch(&[Write::Snapshot(Snapshot::new(GROUP, Utc::now().timestamp_micros(), entries))]).await?;
 
-    let mut settings = ctx.settings.clone();
+    let mut settings = lab.settings.clone();
     settings.read.listen = "127.0.0.1:0".into();
     settings.read.on_miss = OnMiss::None;
     let api = ranq_read::Server::bind(&settings, cache.clone()).await?;
@@ -145,8 +138,7 @@ async fn measure(
     name: &str,
     loads: impl std::future::Future<Output = anyhow::Result<[Load; 2]>>,
 ) -> anyhow::Result<[Load; 2]> {
-    let spinner = ProgressBar::new_spinner().with_message(format!("{name}: read API and static, in turns…"));
-    spinner.enable_steady_tick(Duration::from_millis(100));
+    let spinner = ranq_runtime::progress::spinner(format!("{name}: read API and static, in turns…"));
     let loads = loads.await?;
     spinner.finish_and_clear();
     for (target, load) in ["read API", "static"].iter().zip(&loads) {

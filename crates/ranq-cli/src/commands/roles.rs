@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use ranq_runtime::Shutdown;
 
-use crate::context::{Context, UsageError};
+use ranq_runtime::UsageError;
+
+use crate::context::Context;
 
 pub fn shutdown_on_signals() -> Shutdown {
     let shutdown = Shutdown::new();
