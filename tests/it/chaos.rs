@@ -1,4 +1,4 @@
-//! Reliability under faults (CONTRACT §7), CI-sized: Redis lost and restarted empty under a
+//! Reliability under faults (docs/operating.md, "Reliability, tested"), CI-sized: Redis lost and restarted empty under a
 //! running fleet, and the database cut off behind a proxy. Each test uses services of its own
 //! (a private redis-server, a proxy in front of its own database), so nothing outside it is
 //! disturbed. The fleet processes are never restarted: recovering is their job.

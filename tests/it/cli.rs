@@ -1,4 +1,4 @@
-//! The `ranq` binary's edges (CONTRACT §1–2): exit codes, one-line errors naming the fix,
+//! The `ranq` binary's edges: exit codes, one-line errors naming the fix,
 //! redacted secrets, and the operator commands on a real database and Redis.
 
 use std::process::Output;

@@ -1,4 +1,4 @@
-//! Producers as real processes (CONTRACT §7): with two running, each tick is enqueued once; when
+//! Producers as real processes: with two running, each tick is enqueued once; when
 //! the leader is SIGKILLed the standby takes over within the lease, and no dirty mark is lost.
 
 use std::time::Duration;

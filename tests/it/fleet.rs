@@ -94,7 +94,7 @@ async fn a_fleet_keeps_every_group_equal_to_the_sql_truth() {
         assert!(status["queue"][field].is_u64(), "{status}");
     }
 
-    // Producer and worker metrics (CONTRACT §6).
+    // Producer and worker metrics (docs/reference/metrics.md).
     let text = |port: u16| {
         let http = http.clone();
         async move { http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap().text().await.unwrap() }

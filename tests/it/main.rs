@@ -18,5 +18,6 @@ mod http_fuzz;
 mod operator;
 mod producer;
 mod queue;
+mod reference;
 mod refresh;
 mod worker;

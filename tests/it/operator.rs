@@ -166,7 +166,7 @@ async fn status_json_reports_the_running_fleet() {
     })
     .await;
 
-    // Every CONTRACT §6 field, with the values this fleet really has.
+    // Every field of the status report, with the values this fleet really has.
     let leader = &status["leader"];
     let id = leader["id"].as_str().unwrap();
     assert!(id.starts_with("producer-") && id.contains(&format!("-{}-", producer.pid())), "{status}");

@@ -1,4 +1,4 @@
-//! Workers under failure (issue: workers survive anything): malformed jobs end in the dead letter
+//! Workers under failure (they survive anything): malformed jobs end in the dead letter
 //! without stopping anyone, transient failures are retried then dead-lettered and can be retried
 //! by hand, a group whose SQL keeps failing is quarantined while every other group stays FRESH,
 //! and custom source SQL is checked at start-up.

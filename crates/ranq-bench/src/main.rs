@@ -21,7 +21,11 @@ use crate::cli::{Bench, BenchCommand};
 use crate::sandbox::Lab;
 
 fn main() -> ExitCode {
-    let (bench, _) = match ranq_runtime::edge::parse_args::<Bench>() {
+    let command = ranq_runtime::edge::show_setting_defaults(
+        <Bench as clap::CommandFactory>::command(),
+        ranq_runtime::edge::GLOBAL_SETTING_FLAGS,
+    );
+    let (bench, _) = match ranq_runtime::edge::parse_args::<Bench>(command) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };

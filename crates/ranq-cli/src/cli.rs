@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use ranq_runtime::edge::{GLOBAL_SETTING_FLAGS, SettingFlag};
 use ranq_runtime::{GlobalArgs, ProducerMode};
 
 /// ranq keeps every group's top-100 leaderboard pre-computed in Redis.
@@ -19,6 +20,27 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The per-command flags that set a setting. Their values enter the settings' flag layer, and
+/// their help shows the setting's built-in default (`ranq_runtime::edge`).
+pub const SETTING_FLAGS: &[SettingFlag] = &[
+    SettingFlag { command: Some("producer"), arg: "schedule", key: "producer.schedule" },
+    SettingFlag { command: Some("producer"), arg: "mode", key: "producer.mode" },
+    SettingFlag { command: Some("producer"), arg: "sweep_every", key: "producer.sweep_every" },
+    SettingFlag { command: Some("producer"), arg: "metrics_listen", key: "metrics_listen" },
+    SettingFlag { command: Some("worker"), arg: "concurrency", key: "worker.concurrency" },
+    SettingFlag { command: Some("worker"), arg: "batch_size", key: "worker.batch_size" },
+    SettingFlag { command: Some("worker"), arg: "batch_wait", key: "worker.batch_wait" },
+    SettingFlag { command: Some("worker"), arg: "metrics_listen", key: "metrics_listen" },
+    SettingFlag { command: Some("serve"), arg: "listen", key: "read.listen" },
+    SettingFlag { command: Some("up"), arg: "listen", key: "read.listen" },
+];
+
+/// The command line as users see it: [`Cli`], with each setting flag's default.
+pub fn command() -> clap::Command {
+    let command = ranq_runtime::edge::show_setting_defaults(Cli::command(), GLOBAL_SETTING_FLAGS);
+    ranq_runtime::edge::show_setting_defaults(command, SETTING_FLAGS)
 }
 
 fn duration(raw: &str) -> Result<Duration, String> {
@@ -93,39 +115,39 @@ pub struct SeedArgs {
 
 #[derive(Debug, Args)]
 pub struct ProducerArgs {
-    /// Cron expression with a seconds field [default: "0 * * * * *", every minute].
+    /// Cron expression with a seconds field: sec min hour day-of-month month day-of-week.
     #[arg(long, value_name = "CRON")]
     pub schedule: Option<String>,
-    /// Which groups each tick enqueues [default: all].
+    /// Which groups each tick enqueues.
     #[arg(long, value_enum)]
     pub mode: Option<ProducerMode>,
-    /// In dirty mode, a full sweep every N ticks (0 = never) [default: 10].
+    /// In dirty mode, a full sweep every N ticks (0 = never).
     #[arg(long, value_name = "N")]
     pub sweep_every: Option<u32>,
-    /// Serve Prometheus metrics at ADDR (e.g. 0.0.0.0:9108) [default: off].
+    /// Serve Prometheus metrics at ADDR (e.g. 0.0.0.0:9108); unset: not served.
     #[arg(long, value_name = "ADDR", env = "RANQ_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// Jobs handled at once [default: 256].
+    /// Jobs handled at once.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: Option<u32>,
-    /// Groups per SQL query and Redis pipeline [default: 128].
+    /// Groups per SQL query and Redis pipeline.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: Option<u32>,
-    /// Longest wait for a batch to fill [default: 5ms].
+    /// Longest wait for a batch to fill.
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub batch_wait: Option<Duration>,
-    /// Serve Prometheus metrics at ADDR (e.g. 0.0.0.0:9108) [default: off].
+    /// Serve Prometheus metrics at ADDR (e.g. 0.0.0.0:9108); unset: not served.
     #[arg(long, value_name = "ADDR", env = "RANQ_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8080].
+    /// Address to listen on.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 }
@@ -232,8 +254,8 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: u32,
     /// Address of the read API.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    pub listen: String,
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
     /// Producer schedule for the local fleet.
     #[arg(long, value_name = "CRON", default_value = "*/10 * * * * *")]
     pub schedule: String,

@@ -8,7 +8,7 @@ use ranq_queue::Queue;
 use ranq_redis::Redis;
 use ranq_runtime::{Overrides, Settings, UsageError};
 
-use crate::cli::{Cli, Command};
+use crate::cli::Cli;
 
 #[derive(Debug)]
 pub struct Context {
@@ -22,24 +22,9 @@ pub struct Context {
 impl Context {
     /// Layers settings: defaults < file < env < flags (including the per-command flags).
     /// `from_env` names the global flags that clap filled from their environment variable.
-    pub fn load(cli: &Cli, from_env: Vec<&'static str>) -> anyhow::Result<Self> {
+    pub fn load(cli: &Cli, matches: &clap::ArgMatches, from_env: Vec<&'static str>) -> anyhow::Result<Self> {
         let mut o = cli.global.overrides();
-        match &cli.command {
-            Command::Producer(a) => {
-                o.set("producer", "schedule", a.schedule.clone());
-                o.set("producer", "mode", a.mode);
-                o.set("producer", "sweep_every", a.sweep_every);
-                o.metrics_listen.clone_from(&a.metrics_listen);
-            }
-            Command::Worker(a) => {
-                o.set("worker", "concurrency", a.concurrency);
-                o.set("worker", "batch_size", a.batch_size);
-                o.set("worker", "batch_wait", a.batch_wait.map(|d| humantime::format_duration(d).to_string()));
-                o.metrics_listen.clone_from(&a.metrics_listen);
-            }
-            Command::Serve(a) => o.set("read", "listen", a.listen.clone()),
-            _ => {}
-        }
+        ranq_runtime::edge::setting_overrides(&mut o, matches, crate::cli::SETTING_FLAGS);
         let settings = Settings::load(cli.global.config.as_deref(), &o)?;
         settings.validate().map_err(UsageError)?;
         ranq_redis::check_url(&settings.redis_url)

@@ -14,7 +14,7 @@ use crate::cli::{Cli, Command};
 use crate::context::Context;
 
 fn main() -> ExitCode {
-    let (cli, matches) = match ranq_runtime::edge::parse_args::<Cli>() {
+    let (cli, matches) = match ranq_runtime::edge::parse_args::<Cli>(cli::command()) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
@@ -32,11 +32,11 @@ fn main() -> ExitCode {
         .filter(|(key, ..)| matches.value_source(key) == Some(ValueSource::EnvVariable))
         .map(|(key, ..)| *key)
         .collect();
-    ranq_runtime::edge::run_async(run(cli, from_env))
+    ranq_runtime::edge::run_async(run(cli, matches, from_env))
 }
 
-async fn run(cli: Cli, from_env: Vec<&'static str>) -> anyhow::Result<ExitCode> {
-    let ctx = Context::load(&cli, from_env)?;
+async fn run(cli: Cli, matches: clap::ArgMatches, from_env: Vec<&'static str>) -> anyhow::Result<ExitCode> {
+    let ctx = Context::load(&cli, &matches, from_env)?;
     // `up` prints its children's lines for a person to read, so its own are text too.
     let log_format = match cli.command {
         Command::Up(_) => ctx.settings.log_format.or(Some(ranq_runtime::LogFormat::Text)),

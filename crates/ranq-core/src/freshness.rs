@@ -1,4 +1,4 @@
-//! Freshness from age: the FRESH / STALE / MISS rule of CONTRACT §5, shared by the HTTP API,
+//! Freshness from age: the FRESH / STALE / MISS rule, shared by the HTTP API,
 //! `ranq get` and `ranq status` so they can never disagree.
 
 use std::time::Duration;
@@ -37,12 +37,6 @@ impl std::fmt::Display for Freshness {
 pub struct FreshnessPolicy {
     pub stale_after: Duration,
     pub max_age: Duration,
-}
-
-impl Default for FreshnessPolicy {
-    fn default() -> Self {
-        Self { stale_after: Duration::from_secs(90), max_age: Duration::from_secs(600) }
-    }
 }
 
 impl FreshnessPolicy {

@@ -21,7 +21,7 @@ impl Keys {
         &self.ns
     }
 
-    /// `<ns>:top:{<group>}` — the group's snapshot JSON (public, CONTRACT §4).
+    /// `<ns>:top:{<group>}` — the group's snapshot JSON (public: anyone may read it).
     pub fn top(&self, group: GroupId) -> String {
         format!("{}:top:{{{group}}}", self.ns)
     }
@@ -37,7 +37,7 @@ impl Keys {
         format!("{}:top:*", self.ns)
     }
 
-    /// `<ns>:dirty` — the public set of groups to refresh next tick (CONTRACT §4).
+    /// `<ns>:dirty` — the public set of groups to refresh next tick.
     pub fn dirty(&self) -> String {
         format!("{}:dirty", self.ns)
     }
@@ -118,6 +118,62 @@ impl Keys {
     }
 }
 
+/// One row of the Redis layout: a key (or channel) with placeholders, its type, what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDoc {
+    pub key: String,
+    pub kind: &'static str,
+    pub meaning: &'static str,
+}
+
+impl Keys {
+    /// Every key and channel ranq uses, written by the same builders the code uses, with
+    /// `<ns>`, `<group>` and `<id>` for the parts that vary. `docs/reference/redis-layout.md` is
+    /// generated from it.
+    pub fn layout() -> Vec<KeyDoc> {
+        let k = Keys::new("<ns>");
+        // Builders take a group id; 0 stands in for it and is then named.
+        let g = |key: String| key.replace("{0}", "{<group>}");
+        let row = |key: String, kind, meaning| KeyDoc { key, kind, meaning };
+        vec![
+            row(g(k.top(0)), "string (JSON)", "the group's snapshot: all the read side needs"),
+            row(g(k.gone(0)), "string", "tombstone: the version at which the group was found absent (1 h)"),
+            row(k.dirty(), "set", "public: `SADD` a group id to have it refreshed by the next dirty-mode tick"),
+            row(
+                k.dirty_claimed(),
+                "set",
+                "marks taken by a tick until its jobs are enqueued (tagged to share `<ns>:dirty`'s Cluster slot)",
+            ),
+            row(k.index(), "sorted set", "cached group → snapshot version, for freshness counts and ages"),
+            row(
+                k.written_channel(),
+                "pub/sub channel",
+                "groups just written (comma-separated), so read processes drop their copies",
+            ),
+            row(
+                k.quarantine_failures(),
+                "hash",
+                "group → its run of failed refreshes (count, last error, quarantined)",
+            ),
+            row(k.quarantine_due(), "sorted set", "quarantined group → when it is next retried (ms)"),
+            row(k.leader(), "string", "the leader lease, `<token>|<holder>|<since ms>`"),
+            row(k.leader_token(), "string", "the fencing-token counter; every new lease takes the next"),
+            row(
+                k.tick_claim("<id>"),
+                "string",
+                "the claim of one scheduled tick (its id is its time, RFC 3339), kept a day",
+            ),
+            row(k.ticks(), "hash", "tick counters: `enqueued`, `duplicates_skipped`, `missed`"),
+            row(k.last_tick(), "string (JSON)", "the last enqueued tick: `{id, at, groups, deferred}`"),
+            row(
+                format!("{}:*", k.queue()),
+                "(apalis-redis)",
+                "the refresh queue: jobs, their metadata, workers, the dead letter",
+            ),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +186,16 @@ mod tests {
         assert_eq!(k.dirty(), "ranq:dirty");
         assert_eq!(k.group_of_top_key("ranq:top:{42}"), Some(42));
         assert_eq!(k.group_of_top_key("other:top:{42}"), None);
+    }
+
+    #[test]
+    fn the_layout_names_every_key_under_the_namespace() {
+        let layout = Keys::layout();
+        assert!(layout.iter().all(|row| row.key.starts_with("<ns>:")), "{layout:?}");
+        assert!(layout.iter().any(|row| row.key == "<ns>:top:{<group>}"));
+        let mut keys: Vec<&str> = layout.iter().map(|row| row.key.as_str()).collect();
+        keys.dedup();
+        assert_eq!(keys.len(), layout.len());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod input;
 pub mod job;
 pub mod keys;
 pub mod ledger;
+pub mod metrics;
 pub mod ranking;
 pub mod redact;
 pub mod seed;

@@ -1,4 +1,4 @@
-//! The ranking order of CONTRACT §3: `score DESC, updated_at ASC, member_id ASC`, a total order, so
+//! The ranking order: `score DESC, updated_at ASC, member_id ASC`, a total order, so
 //! every replica, every database and every test computes the same ranks.
 //!
 //! The databases apply this order in SQL; this module is the reference the tests hold them to, and

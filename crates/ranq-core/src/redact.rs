@@ -1,5 +1,5 @@
 //! Redaction of secrets in connection URLs, so that a password never reaches a log line or an
-//! error message (CONTRACT §1).
+//! error message.
 
 /// Replaces the password of `scheme://user:password@host/...` with `***`. URLs without a password
 /// are returned unchanged; so is anything that does not look like a URL.

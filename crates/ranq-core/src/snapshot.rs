@@ -1,5 +1,5 @@
 //! The cached snapshot of one group's leaderboard: the JSON value stored at `<ns>:top:{<group>}`
-//! (CONTRACT §4) and the only thing the read side ever needs.
+//! (public: see `docs/reference/redis-layout.md`) and the only thing the read side ever needs.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

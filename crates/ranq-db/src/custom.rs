@@ -1,4 +1,5 @@
-//! The user's own SQL (`[source] top_query`, `groups_query`, `group_ids_query`, CONTRACT §3), for
+//! The user's own SQL (`[source] top_query`, `groups_query`, `group_ids_query`; see
+//! `docs/source-data.md`), for
 //! data that does not live in the reference schema.
 //!
 //! ranq wraps each query as a subquery and selects the columns it needs by name, so the user's SQL

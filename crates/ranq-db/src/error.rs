@@ -14,7 +14,7 @@ pub enum DbError {
     Seed(String),
     #[error("{0}")]
     Unsupported(&'static str),
-    #[error("{key} {problem} (see README, \"Custom source SQL\")")]
+    #[error("{key} {problem} (see docs/source-data.md, \"Custom source SQL\")")]
     CustomSql { key: &'static str, problem: String },
 }
 

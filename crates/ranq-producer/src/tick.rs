@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use ranq_cache::{Cache, Ledger};
+use ranq_core::metrics::{JOBS_ENQUEUED_TOTAL, TICKS_TOTAL};
 use ranq_core::{GroupId, LastTick, LeaseState, Reason, RefreshJob, TickClaim, Token};
 use ranq_db::Source;
 use ranq_queue::{Backpressure, Queue};
@@ -141,7 +142,7 @@ impl Producer {
             self.schedule.after(&last.with_timezone(&Utc)).take(MISSED_SCAN_LIMIT).take_while(|t| *t < horizon).count()
                 as u64;
         if missed > 0 {
-            metrics::counter!("ranq_ticks_total", "outcome" => "missed").increment(missed);
+            metrics::counter!(TICKS_TOTAL, "outcome" => "missed").increment(missed);
             self.ledger.add_missed(missed).await?;
         }
         Ok(missed)
@@ -154,7 +155,7 @@ impl Producer {
         match self.ledger.claim_tick(token, self.lease.holder(), &id).await? {
             TickClaim::Claimed => {}
             TickClaim::Duplicate => {
-                metrics::counter!("ranq_ticks_total", "outcome" => "duplicate").increment(1);
+                metrics::counter!(TICKS_TOTAL, "outcome" => "duplicate").increment(1);
                 tracing::debug!(tick = %id, "tick already claimed");
                 return Ok(TickOutcome::Duplicate);
             }
@@ -184,8 +185,8 @@ impl Producer {
             deferred: report.deferred as u64,
         };
         self.ledger.record_tick(&last).await?;
-        metrics::counter!("ranq_ticks_total", "outcome" => "enqueued").increment(1);
-        metrics::counter!("ranq_jobs_enqueued_total").increment(report.pushed as u64);
+        metrics::counter!(TICKS_TOTAL, "outcome" => "enqueued").increment(1);
+        metrics::counter!(JOBS_ENQUEUED_TOTAL).increment(report.pushed as u64);
         tracing::info!(tick = %id, groups = report.pushed, ?reason, "tick enqueued");
         Ok(TickOutcome::Enqueued { pushed: report.pushed, deferred: report.deferred })
     }

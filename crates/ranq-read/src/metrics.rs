@@ -7,6 +7,7 @@
 use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder, with_local_recorder};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use ranq_core::Freshness;
+use ranq_core::metrics::{CACHE_AGE_SECONDS, READ_MISS_WAITS_TOTAL, READ_REFRESHES_TOTAL, READS_TOTAL, help};
 
 /// Age buckets from 100 ms to an hour: they span the default `stale_after` (90 s) and `max_age`
 /// (10 min).
@@ -38,31 +39,25 @@ impl ReadMetrics {
     pub fn new() -> Self {
         let builder = PrometheusBuilder::new();
         let builder = builder
-            .set_buckets_for_metric(Matcher::Full("ranq_cache_age_seconds".into()), AGE_BUCKETS)
+            .set_buckets_for_metric(Matcher::Full(CACHE_AGE_SECONDS.into()), AGE_BUCKETS)
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         let metadata = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
         let reads = [Freshness::Fresh, Freshness::Stale, Freshness::Miss].map(|status| {
-            let key = Key::from_parts("ranq_reads_total", vec![Label::new("status", status.as_str())]);
+            let key = Key::from_parts(READS_TOTAL, vec![Label::new("status", status.as_str())]);
             recorder.register_counter(&key, &metadata)
         });
-        let age = recorder.register_histogram(&Key::from_name("ranq_cache_age_seconds"), &metadata);
+        let age = recorder.register_histogram(&Key::from_name(CACHE_AGE_SECONDS), &metadata);
         let waits = ["served", "missed"].map(|outcome| {
-            let key = Key::from_parts("ranq_read_miss_waits_total", vec![Label::new("outcome", outcome)]);
+            let key = Key::from_parts(READ_MISS_WAITS_TOTAL, vec![Label::new("outcome", outcome)]);
             recorder.register_counter(&key, &metadata)
         });
         with_local_recorder(&recorder, || {
-            metrics::describe_counter!("ranq_reads_total", "Leaderboard reads by status (FRESH, STALE, MISS).");
-            metrics::describe_histogram!("ranq_cache_age_seconds", "Age of the snapshot served, per read.");
-            metrics::describe_counter!(
-                "ranq_read_refreshes_total",
-                "Refreshes asked for by MISS and STALE reads, by outcome (enqueued, recent, limited, absent, skipped)."
-            );
-            metrics::describe_counter!(
-                "ranq_read_miss_waits_total",
-                "MISSes that waited for the refresh they asked for: served in time, or still missing."
-            );
+            for name in [READS_TOTAL, READ_REFRESHES_TOTAL, READ_MISS_WAITS_TOTAL] {
+                metrics::describe_counter!(name, help(name));
+            }
+            metrics::describe_histogram!(CACHE_AGE_SECONDS, help(CACHE_AGE_SECONDS));
         });
         Self { recorder, handle, reads, age, waits }
     }
@@ -89,7 +84,7 @@ impl ReadMetrics {
     pub fn record_refresh(&self, asked: crate::on_miss::Asked) {
         let recorder: &dyn Recorder = &self.recorder;
         with_local_recorder(recorder, || {
-            metrics::counter!("ranq_read_refreshes_total", "outcome" => asked.as_str()).increment(1);
+            metrics::counter!(READ_REFRESHES_TOTAL, "outcome" => asked.as_str()).increment(1);
         });
     }
 

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, FromArgMatches};
+use clap::{Args, FromArgMatches};
 
-use crate::settings::{ConfigError, LogFormat, Overrides};
+use crate::settings::{ConfigError, LogFormat, Overrides, Settings};
 
 /// A mistake in how ranq was invoked or configured: exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +15,9 @@ use crate::settings::{ConfigError, LogFormat, Overrides};
 pub struct UsageError(pub String);
 
 /// Options every subcommand takes. A flag beats its environment variable, which beats the config
-/// file, which beats the built-in default.
+/// file, which beats the built-in default. Shown under their own heading in every help.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// TOML config file [default: config/default.toml when present].
     #[arg(long, global = true, env = "RANQ_CONFIG", value_name = "PATH")]
@@ -48,17 +49,70 @@ impl GlobalArgs {
     }
 }
 
-/// Parses the command line of `C`. `--help` and `--version` print and exit 0, a bare command
-/// that needs a subcommand prints its help and exits 2, and any other mistake is one line on
-/// stderr and exit 2.
-pub fn parse_args<C: CommandFactory + FromArgMatches>() -> Result<(C, clap::ArgMatches), ExitCode> {
-    let matches = match C::command().try_get_matches() {
+/// A flag that sets a setting: the subcommand it belongs to (`None`: a global flag), its id, and
+/// the setting's dotted key. One table of these per binary drives both the flag's help, which
+/// shows the setting's built-in default, and the settings layer the flag's value enters.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingFlag {
+    pub command: Option<&'static str>,
+    pub arg: &'static str,
+    pub key: &'static str,
+}
+
+/// The global flags that set a setting.
+pub const GLOBAL_SETTING_FLAGS: &[SettingFlag] = &[
+    SettingFlag { command: None, arg: "redis_url", key: "redis_url" },
+    SettingFlag { command: None, arg: "namespace", key: "namespace" },
+];
+
+/// `command` with `[default: …]` after the help of every flag in `flags`, read from the
+/// settings' built-in defaults, so a default is written once, in `Settings::default`.
+pub fn show_setting_defaults(mut command: clap::Command, flags: &[SettingFlag]) -> clap::Command {
+    for flag in flags {
+        let Some(default) = Settings::default_text(flag.key) else { continue };
+        // In place (`mut_args`), so the flag keeps its place in the help.
+        let annotate = |arg: clap::Arg| {
+            if arg.get_id() != flag.arg {
+                return arg;
+            }
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            arg.help(format!("{help} [default: {default}]"))
+        };
+        command = match flag.command {
+            None => command.mut_args(annotate),
+            Some(sub) => command.mut_subcommand(sub, |c| c.mut_args(annotate)),
+        };
+    }
+    command
+}
+
+/// The settings layer of the flags in `flags` that were given on the command line, their text
+/// read as the settings' own types.
+pub fn setting_overrides(overrides: &mut Overrides, matches: &clap::ArgMatches, flags: &[SettingFlag]) {
+    for flag in flags.iter().filter(|f| f.command.is_some()) {
+        let Some(sub) = flag.command.and_then(|name| matches.subcommand_matches(name)) else { continue };
+        if sub.value_source(flag.arg) != Some(clap::parser::ValueSource::CommandLine)
+            && sub.value_source(flag.arg) != Some(clap::parser::ValueSource::EnvVariable)
+        {
+            continue;
+        }
+        if let Some(text) = sub.get_raw(flag.arg).and_then(|mut raw| raw.next()).and_then(|t| t.to_str()) {
+            overrides.set_text(flag.key, text);
+        }
+    }
+}
+
+/// Parses the command line of `C`, as `command` (its `C::command()`, decorated) describes it.
+/// `--help` and `--version` print and exit 0, a bare command that needs a subcommand prints its
+/// help and exits 2, and any other mistake is one line on stderr and exit 2.
+pub fn parse_args<C: FromArgMatches>(command: clap::Command) -> Result<(C, clap::ArgMatches), ExitCode> {
+    let matches = match command.clone().try_get_matches() {
         Ok(matches) => matches,
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand || !e.use_stderr() => {
             e.exit()
         }
         Err(e) => {
-            eprintln!("{}", usage_error_line(&e, C::command()));
+            eprintln!("{}", usage_error_line(&e, command));
             return Err(ExitCode::from(2));
         }
     };

@@ -1,5 +1,5 @@
 //! Typed settings, layered (lowest to highest): built-in defaults, the TOML file, environment
-//! variables, command-line flags — CONTRACT §1.
+//! variables, command-line flags (see `docs/reference/configuration.md`).
 //!
 //! Layering is figment's job; this module only declares the shape and the sources. Unknown keys
 //! are rejected (`deny_unknown_fields`) so a typo in a file or an env var is an error naming the
@@ -55,7 +55,7 @@ pub enum ProducerMode {
     Dirty,
 }
 
-/// The user's own SQL for data outside the reference schema (CONTRACT §3); unset keys use it.
+/// The user's own SQL for data outside the reference schema; unset keys use it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSettings {
@@ -278,19 +278,55 @@ pub struct Overrides {
     pub namespace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics_listen: Option<String>,
-    /// Per-command flags, as `section.key` → value (e.g. `producer.schedule`).
+    /// Per-command flags, by top-level key (`metrics_listen`) or section (`producer` → a map of
+    /// `schedule` …).
     #[serde(flatten)]
-    pub sections: std::collections::BTreeMap<String, figment::value::Dict>,
+    pub others: std::collections::BTreeMap<String, figment::value::Value>,
 }
 
 impl Overrides {
-    /// Records a per-command flag if it was given.
-    pub fn set<V: Serialize>(&mut self, section: &str, key: &str, value: Option<V>) {
-        let Some(value) = value else { return };
-        if let Ok(value) = figment::value::Value::serialize(value) {
-            self.sections.entry(section.to_owned()).or_default().insert(key.to_owned(), value);
+    /// Records the setting `key` (dotted, as in the file: `producer.schedule`) if it was given.
+    pub fn set<V: Serialize>(&mut self, key: &str, value: Option<V>) {
+        let Some(value) = value.and_then(|v| figment::value::Value::serialize(v).ok()) else { return };
+        self.insert(key, value);
+    }
+
+    /// Records the setting `key` from its text on the command line, read as figment reads the
+    /// environment (`256` a number, `5ms` a string), so that the settings' own types decide.
+    pub fn set_text(&mut self, key: &str, text: &str) {
+        let value: figment::value::Value = text.parse().unwrap_or_else(|never| match never {});
+        self.insert(key, value);
+    }
+
+    fn insert(&mut self, key: &str, value: figment::value::Value) {
+        use figment::value::{Dict, Value};
+        match key.split_once('.') {
+            None => {
+                self.others.insert(key.to_owned(), value);
+            }
+            Some((section, key)) => {
+                let entry = self.others.entry(section.to_owned()).or_insert_with(|| Value::from(Dict::new()));
+                if let Value::Dict(_, dict) = entry {
+                    dict.insert(key.to_owned(), value);
+                }
+            }
+        }
+    }
+}
+
+impl Settings {
+    /// The built-in default of the setting `key` (dotted), as a user would write it; `None` for
+    /// a setting without one (`database_url`, `log_format`).
+    pub fn default_text(key: &str) -> Option<String> {
+        let value = figment::value::Value::serialize(Settings::default()).ok()?;
+        let found = key.split('.').try_fold(&value, |node, part| match node {
+            figment::value::Value::Dict(_, dict) => dict.get(part),
+            _ => None,
+        })?;
+        match found {
+            figment::value::Value::String(_, text) => Some(text.clone()),
+            figment::value::Value::Empty(..) => None,
+            other => serde_json::to_string(other).ok(),
         }
     }
 }
@@ -522,7 +558,7 @@ mod tests {
             jail.set_env("RANQ_READ__STALE_AFTER", "2s");
             jail.set_env("RANQ_NAMESPACE", "env");
             let mut flags = Overrides { namespace: Some("flag".into()), ..Overrides::default() };
-            flags.set("producer", "schedule", Some("*/2 * * * * *"));
+            flags.set("producer.schedule", Some("*/2 * * * * *"));
             let s = load_in_jail(jail, &flags).expect("loads");
             assert_eq!(s.namespace, "flag");
             assert_eq!(s.read.stale_after, Duration::from_secs(2));
@@ -575,7 +611,7 @@ mod tests {
             jail.create_file(DEFAULT_CONFIG_PATH, "namespace = \"file\"\n[read]\nmax_age = \"1m\"\n")?;
             jail.set_env("RANQ_READ__MAX_AGE", "2m");
             let mut flags = Overrides { redis_url: Some("redis://elsewhere:6379".into()), ..Overrides::default() };
-            flags.set("producer", "schedule", Some("*/2 * * * * *"));
+            flags.set("producer.schedule", Some("*/2 * * * * *"));
             let all = Settings::explain(None, &flags).expect("explains");
             let find = |key: &str| all.iter().find(|e| e.key == key).unwrap_or_else(|| panic!("{key} listed"));
             assert_eq!(find("namespace").origin, Origin::File(DEFAULT_CONFIG_PATH.into()));
@@ -600,6 +636,32 @@ mod tests {
             load_in_jail(jail, &Overrides::default()).expect("RANQ_TEST_* is ignored");
             Ok(())
         });
+    }
+
+    #[test]
+    fn flags_given_as_text_take_the_settings_types() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let mut flags = Overrides::default();
+            flags.set_text("worker.batch_size", "64");
+            flags.set_text("worker.batch_wait", "7ms");
+            flags.set_text("producer.mode", "dirty");
+            flags.set_text("metrics_listen", "127.0.0.1:9108");
+            let s = load_in_jail(jail, &flags).expect("loads");
+            assert_eq!((s.worker.batch_size, s.worker.batch_wait), (64, Duration::from_millis(7)));
+            assert_eq!(s.producer.mode, ProducerMode::Dirty);
+            assert_eq!(s.metrics_listen.as_deref(), Some("127.0.0.1:9108"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_are_shown_as_a_user_writes_them() {
+        assert_eq!(Settings::default_text("worker.batch_wait").as_deref(), Some("5ms"));
+        assert_eq!(Settings::default_text("worker.concurrency").as_deref(), Some("256"));
+        assert_eq!(Settings::default_text("read.listen").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(Settings::default_text("database_url"), None);
+        assert_eq!(Settings::default_text("no.such_key"), None);
     }
 
     #[test]

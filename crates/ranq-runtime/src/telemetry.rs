@@ -42,9 +42,9 @@ pub fn colour(is_terminal: bool) -> bool {
 /// Histogram buckets per metric: batch sizes up to the largest sensible batch, durations from a
 /// millisecond to a minute.
 const BUCKETS: &[(&str, &[f64])] = &[
-    ("ranq_refresh_batch_size", &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
+    (ranq_core::metrics::REFRESH_BATCH_SIZE, &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
     (
-        "ranq_refresh_seconds",
+        ranq_core::metrics::REFRESH_SECONDS,
         &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
     ),
 ];

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ranq_cache::{Cache, GroupFailure, Outcome, QuarantinePolicy, Write};
+use ranq_core::metrics::{REFRESH_BATCH_SIZE, REFRESH_SECONDS, REFRESHES_TOTAL};
 use ranq_core::{GroupId, Snapshot};
 use ranq_db::{DbError, Source, TopBatch};
 use ranq_queue::Queue;
@@ -303,8 +304,8 @@ impl Flusher {
         let started = std::time::Instant::now();
         let result = self.refresher.refresh(&groups).await;
         totals.batches.fetch_add(1, Ordering::Relaxed);
-        metrics::histogram!("ranq_refresh_batch_size").record(groups.len() as f64);
-        metrics::histogram!("ranq_refresh_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!(REFRESH_BATCH_SIZE).record(groups.len() as f64);
+        metrics::histogram!(REFRESH_SECONDS).record(started.elapsed().as_secs_f64());
         match &result {
             Ok(results) => {
                 let mut failures = Vec::new();
@@ -319,7 +320,7 @@ impl Flusher {
                         }
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("ranq_refreshes_total", "outcome" => label).increment(1);
+                    metrics::counter!(REFRESHES_TOTAL, "outcome" => label).increment(1);
                 }
                 self.record(&failures).await;
                 tracing::debug!(
@@ -330,7 +331,7 @@ impl Flusher {
             }
             Err(error) => {
                 totals.failed.fetch_add(groups.len() as u64, Ordering::Relaxed);
-                metrics::counter!("ranq_refreshes_total", "outcome" => "failed").increment(groups.len() as u64);
+                metrics::counter!(REFRESHES_TOTAL, "outcome" => "failed").increment(groups.len() as u64);
                 tracing::warn!(groups = groups.len(), %error, "batch failed; its jobs go back to the queue");
             }
         }

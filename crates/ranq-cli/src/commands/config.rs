@@ -6,11 +6,10 @@
 
 use std::process::ExitCode;
 
-use clap::CommandFactory;
 use ranq_runtime::{Explained, Origin};
 use serde_json::json;
 
-use crate::cli::{Cli, CompletionsArgs, ConfigShowArgs};
+use crate::cli::{CompletionsArgs, ConfigShowArgs};
 use crate::context::Context;
 
 /// Global flags whose value clap may have read from its own environment variable, by setting key:
@@ -84,7 +83,7 @@ fn toml_value(value: &serde_json::Value) -> String {
 }
 
 pub fn completions(args: &CompletionsArgs) -> ExitCode {
-    let mut command = Cli::command();
+    let mut command = crate::cli::command();
     clap_complete::generate(args.shell, &mut command, "ranq", &mut std::io::stdout());
     ExitCode::SUCCESS
 }
