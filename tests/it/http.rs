@@ -1,4 +1,4 @@
-//! The read API over real HTTP against real Redis (CONTRACT §5): statuses by age, 400 for bad
+//! The read API over real HTTP against real Redis (docs/reference/http.md): statuses by age, 400 for bad
 //! input, 404 MISS, ETag/304, the member endpoint, JSON errors everywhere, `/v1/status` and the
 //! web board's pages.
 
@@ -222,26 +222,11 @@ async fn health_readiness_and_metrics_endpoints_answer() {
 #[tokio::test]
 async fn readiness_fails_when_redis_is_unreachable() {
     // A connection manager to a Redis that then goes away: point one at a private server.
-    let Some(server) =
-        std::env::split_paths(&std::env::var_os("PATH").unwrap()).map(|d| d.join("redis-server")).find(|p| p.is_file())
-    else {
-        panic!("redis-server must be on PATH for this test (scripts/test installs it)");
-    };
-    let port = ranq_tests::free_port();
-    let mut redis = std::process::Command::new(server)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("redis://127.0.0.1:{port}");
-    let cache = ranq_tests::eventually(Duration::from_secs(5), "private redis answers", || async {
-        Cache::connect(&url, "readyz").await.ok()
-    })
-    .await;
+    let mut redis = ranq_launch::RedisServer::start().expect("redis-server starts (scripts/test installs it)");
+    let cache = Cache::connect(&redis.url(), "readyz").await.unwrap();
     let api = Api::start(cache).await;
     assert_eq!(api.get("/readyz").await.0, 200);
-    redis.kill().unwrap();
-    redis.wait().unwrap();
+    redis.kill();
     let (status, _, body) = api.get("/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert!(body["error"].is_string());

@@ -161,35 +161,13 @@ async fn run(lab: &Lab, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Result<C
         let reads = Reads::default();
         let reader =
             tokio::spawn(reads.clone().hammer(format!("http://127.0.0.1:{port}"), groups.len(), shutdown.clone()));
-        let memory_start = (redis_used_memory(cache.redis()).await.unwrap_or(0), rss_of(&cast.workers));
-        let mut faults: HashMap<Fault, PerFault> = HashMap::new();
+        let start = Memory::now(&cache, &cast).await;
         let started = Instant::now();
-        let mut i = 0;
-        // Every kind of fault at least once, however short the duration.
-        while started.elapsed() < args.duration || i < FAULTS.len() {
-            let slot = Instant::now();
-            let fault = FAULTS[i % FAULTS.len()];
-            i += 1;
-            if !inject(fault, &mut cast, &mut redis, &proxy, &cache).await? {
-                eprintln!("chaos: {fault:?} skipped (no producer held the lease)");
-                tokio::time::sleep_until((slot + args.every).into()).await;
-                continue;
-            }
-            let since = Utc::now().timestamp_micros();
-            let healed = Instant::now();
-            let lost = converge(&cache, &groups, since).await?;
-            let took = healed.elapsed().as_secs_f64();
-            eprintln!("chaos: {fault:?} healed in {took:.1}s, {lost} groups lost");
-            let entry = faults.entry(fault).or_default();
-            entry.injected += 1;
-            entry.max_converge_seconds = entry.max_converge_seconds.max(took);
-            entry.groups_lost += lost;
-            tokio::time::sleep_until((slot + args.every).into()).await;
-        }
-        let memory_end = (redis_used_memory(cache.redis()).await.unwrap_or(0), rss_of(&cast.workers));
+        let faults = fault_in_turn(args, &mut cast, &mut redis, &proxy, &cache, &groups).await?;
+        let end = Memory::now(&cache, &cast).await;
         shutdown.trigger();
         let _ = reader.await;
-        anyhow::Ok((faults, reads, memory_start, memory_end, started.elapsed()))
+        anyhow::Ok(Measured { faults, reads, start, end, elapsed: started.elapsed() })
     }
     .await;
     // Whatever happened: the reader stops, the fleet stops, the logs go.
@@ -199,7 +177,7 @@ async fn run(lab: &Lab, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Result<C
     drop(redis);
     let counted = outcome.and_then(|o| Ok((o, ticks_from_logs(&logs)?)));
     let _ = std::fs::remove_dir_all(&logs);
-    let ((faults, reads, memory_start, memory_end, elapsed), (ticks_enqueued, duplicates)) = counted?;
+    let (Measured { faults, reads, start, end, elapsed }, ticks) = counted?;
     Ok(ChaosReport {
         groups: args.groups,
         workers: args.workers,
@@ -207,17 +185,74 @@ async fn run(lab: &Lab, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Result<C
         groups_lost: faults.values().map(|f| f.groups_lost).sum(),
         max_converge_seconds: faults.values().map(|f| f.max_converge_seconds).fold(0.0, f64::max),
         faults,
-        duplicate_ticks_executed: duplicates,
-        ticks_enqueued,
+        duplicate_ticks_executed: ticks.duplicates,
+        ticks_enqueued: ticks.enqueued,
         reads: reads.total.load(Ordering::Relaxed),
         reads_cache_unavailable: reads.unavailable.load(Ordering::Relaxed),
         reads_5xx_other: reads.server_errors.load(Ordering::Relaxed),
         reads_unanswered: reads.unanswered.load(Ordering::Relaxed),
-        redis_used_memory_start: memory_start.0,
-        redis_used_memory_end: memory_end.0,
-        worker_rss_kib_start: memory_start.1,
-        worker_rss_kib_end: memory_end.1,
+        redis_used_memory_start: start.redis_bytes,
+        redis_used_memory_end: end.redis_bytes,
+        worker_rss_kib_start: start.worker_rss_kib,
+        worker_rss_kib_end: end.worker_rss_kib,
     })
+}
+
+/// What the run measured while faults were injected.
+struct Measured {
+    faults: HashMap<Fault, PerFault>,
+    reads: Reads,
+    start: Memory,
+    end: Memory,
+    elapsed: Duration,
+}
+
+/// Redis's memory and the workers' at one moment.
+struct Memory {
+    redis_bytes: u64,
+    worker_rss_kib: Vec<u64>,
+}
+
+impl Memory {
+    async fn now(cache: &Cache, cast: &Cast) -> Self {
+        Self { redis_bytes: redis_used_memory(cache.redis()).await.unwrap_or(0), worker_rss_kib: rss_of(&cast.workers) }
+    }
+}
+
+/// Injects the faults in turn, one every `--every`, for `--duration` (and every kind at least
+/// once, however short the duration), timing each until every group has converged.
+async fn fault_in_turn(
+    args: &ChaosArgs,
+    cast: &mut Cast,
+    redis: &mut RedisServer,
+    proxy: &FaultProxy,
+    cache: &Cache,
+    groups: &[GroupId],
+) -> anyhow::Result<HashMap<Fault, PerFault>> {
+    let mut faults: HashMap<Fault, PerFault> = HashMap::new();
+    let started = Instant::now();
+    for i in 0.. {
+        if started.elapsed() >= args.duration && i >= FAULTS.len() {
+            break;
+        }
+        let slot = Instant::now();
+        let fault = FAULTS[i % FAULTS.len()];
+        if inject(fault, cast, redis, proxy, cache).await? {
+            let since = Utc::now().timestamp_micros();
+            let healed = Instant::now();
+            let lost = converge(cache, groups, since).await?;
+            let took = healed.elapsed().as_secs_f64();
+            eprintln!("chaos: {fault:?} healed in {took:.1}s, {lost} groups lost");
+            let entry = faults.entry(fault).or_default();
+            entry.injected += 1;
+            entry.max_converge_seconds = entry.max_converge_seconds.max(took);
+            entry.groups_lost += lost;
+        } else {
+            eprintln!("chaos: {fault:?} skipped (no producer held the lease)");
+        }
+        tokio::time::sleep_until((slot + args.every).into()).await;
+    }
+    Ok(faults)
 }
 
 /// Injects one fault and returns once it is over (the process restarted, the service back);
@@ -280,9 +315,17 @@ async fn converge(cache: &Cache, groups: &[GroupId], since: i64) -> anyhow::Resu
     Ok(behind.len() as u64)
 }
 
+/// Ticks as the producers' logs tell them.
+struct LoggedTicks {
+    /// Distinct tick ids enqueued.
+    enqueued: u64,
+    /// Enqueues of a tick id beyond its first, across all producers.
+    duplicates: u64,
+}
+
 /// Counts the ticks the producers' logs say they enqueued, and the tick ids enqueued more than
 /// once across all of them.
-fn ticks_from_logs(dir: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+fn ticks_from_logs(dir: &std::path::Path) -> anyhow::Result<LoggedTicks> {
     let mut seen: HashMap<String, u64> = HashMap::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -299,7 +342,7 @@ fn ticks_from_logs(dir: &std::path::Path) -> anyhow::Result<(u64, u64)> {
         }
     }
     let duplicates = seen.values().map(|n| n.saturating_sub(1)).sum();
-    Ok((seen.len() as u64, duplicates))
+    Ok(LoggedTicks { enqueued: seen.len() as u64, duplicates })
 }
 
 /// The reader: one request every 5 ms to a random group, counting 503s (the cache is down), other

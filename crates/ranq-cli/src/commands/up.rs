@@ -37,78 +37,97 @@ pub async fn up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
         .chain((1..=args.workers).map(|i| format!("worker-{i}")))
         .chain(["serve".into()])
         .collect();
-    let printer = Printer::new(&roles);
-    let mut pipes = Vec::new();
+    let mut fleet =
+        LocalFleet { printer: Printer::new(&roles), children: Vec::new(), names: Vec::new(), pipes: Vec::new() };
     let (redis_url, mut private_redis) = match ensure_redis(&ctx.settings.redis_url).await? {
         Some(mut server) => {
             if let Some(output) = server.take_output().and_then(|o| tokio::process::ChildStdout::from_std(o).ok()) {
-                pipes.push(tokio::spawn(print_lines(printer.prefix(REDIS_ROLE), output)));
+                fleet.pipes.push(tokio::spawn(print_lines(fleet.printer.prefix(REDIS_ROLE), output)));
             }
             (server.url(), Some(server))
         }
         None => (ctx.settings.redis_url.clone(), None),
     };
 
-    // Children log text (unless JSON was asked for), coloured when this terminal is.
-    let log_format = match ctx.settings.log_format {
-        Some(ranq_runtime::LogFormat::Json) => "json",
-        _ => "text",
-    };
-    let launcher = Launcher::new(std::env::current_exe()?, Some(&database_url), &redis_url, &ctx.settings.namespace)
-        .var("RANQ_LOG_FORMAT", log_format);
-    let launcher = if printer.colour {
-        launcher.var("CLICOLOR_FORCE", "1").var("NO_COLOR", "")
-    } else {
-        launcher.var("NO_COLOR", "1")
-    };
-    let (mut children, mut names): (Vec<Child>, Vec<String>) = (Vec::new(), Vec::new());
-    let mut spawn = |role: String, args: &[&str]| -> anyhow::Result<()> {
+    let launcher = fleet.launcher(ctx, &database_url, &redis_url)?;
+    let listen = &ctx.settings.read.listen;
+    fleet.spawn(&launcher, "producer".into(), &["producer", "--schedule", &args.schedule])?;
+    for i in 1..=args.workers {
+        fleet.spawn(&launcher, format!("worker-{i}"), &["worker"])?;
+    }
+    fleet.spawn(&launcher, "serve".into(), &["serve", "--listen", listen])?;
+
+    let groups = fill_cache(ctx, &database_url, &redis_url).await?;
+    print_banner(groups, &database_url, &redis_url, listen, &ctx.settings.namespace);
+
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    let exited = supervise(&mut fleet.children, &fleet.names, private_redis.as_mut(), &shutdown).await;
+    let grace = ctx.settings.shutdown_timeout;
+    for i in ranq_launch::stop_all(&mut fleet.children, grace).await {
+        eprintln!("{} did not stop within {}; killed it", fleet.names[i], humantime::format_duration(grace));
+    }
+    // Redis last: the roles drain into it.
+    drop(private_redis);
+    // The children are gone, so their pipes close; print what they said last.
+    let _ = tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(fleet.pipes)).await;
+    match exited {
+        Some(role) => anyhow::bail!("{role} exited unexpectedly; stopped the fleet (see its log lines above)"),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The roles `up` runs, with the tasks printing their output.
+struct LocalFleet {
+    printer: Printer,
+    children: Vec<Child>,
+    /// The role of each child, in the same order.
+    names: Vec<String>,
+    pipes: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl LocalFleet {
+    /// This binary's roles on the fleet's database, Redis and namespace. They log text (unless
+    /// JSON was asked for), coloured when this terminal is.
+    fn launcher(&self, ctx: &Context, database_url: &str, redis_url: &str) -> anyhow::Result<Launcher> {
+        let log_format = match ctx.settings.log_format {
+            Some(ranq_runtime::LogFormat::Json) => "json",
+            _ => "text",
+        };
+        let launcher = Launcher::new(std::env::current_exe()?, Some(database_url), redis_url, &ctx.settings.namespace)
+            .var("RANQ_LOG_FORMAT", log_format);
+        Ok(if self.printer.colour {
+            launcher.var("CLICOLOR_FORCE", "1").var("NO_COLOR", "")
+        } else {
+            launcher.var("NO_COLOR", "1")
+        })
+    }
+
+    /// Starts `ranq <args>` as `role`, its output printed behind the role's prefix.
+    fn spawn(&mut self, launcher: &Launcher, role: String, args: &[&str]) -> anyhow::Result<()> {
         let mut child = launcher
             .tokio_command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start `ranq {}`: {e}", args.join(" ")))?;
-        pipes.extend(printer.forward(&role, &mut child));
-        children.push(child);
-        names.push(role);
+        self.pipes.extend(self.printer.forward(&role, &mut child));
+        self.children.push(child);
+        self.names.push(role);
         Ok(())
-    };
-    spawn("producer".into(), &["producer", "--schedule", &args.schedule])?;
-    for i in 1..=args.workers {
-        spawn(format!("worker-{i}"), &["worker"])?;
     }
-    spawn("serve".into(), &["serve", "--listen", &args.listen])?;
+}
 
-    let groups = fill_cache(ctx, &database_url, &redis_url).await?;
+/// Where the user finds what just started.
+fn print_banner(groups: usize, database_url: &str, redis_url: &str, listen: &str, namespace: &str) {
     eprintln!();
-    eprintln!("ranq is up: {groups} groups from {}", ranq_core::redact_url(&database_url));
-    eprintln!("  web board    http://{}/?group=1   (operations: http://{}/ops)", args.listen, args.listen);
-    eprintln!("  leaderboard  http://{}/v1/groups/1/top", args.listen);
-    eprintln!("  metrics      http://{}/metrics", args.listen);
-    eprintln!(
-        "  fleet status ranq status --redis-url {} --namespace {}",
-        ranq_core::redact_url(&redis_url),
-        ctx.settings.namespace
-    );
+    eprintln!("ranq is up: {groups} groups from {}", ranq_core::redact_url(database_url));
+    eprintln!("  web board    http://{listen}/?group=1   (operations: http://{listen}/ops)");
+    eprintln!("  leaderboard  http://{listen}/v1/groups/1/top");
+    eprintln!("  metrics      http://{listen}/metrics");
+    eprintln!("  fleet status ranq status --redis-url {} --namespace {namespace}", ranq_core::redact_url(redis_url));
     eprintln!("Press Ctrl-C to stop.");
     eprintln!();
-
-    let shutdown = Shutdown::new();
-    shutdown.trigger_on_signals();
-    let exited = supervise(&mut children, &names, private_redis.as_mut(), &shutdown).await;
-    let grace = ctx.settings.shutdown_timeout;
-    for i in ranq_launch::stop_all(&mut children, grace).await {
-        eprintln!("{} did not stop within {}; killed it", names[i], humantime::format_duration(grace));
-    }
-    // Redis last: the roles drain into it.
-    drop(private_redis);
-    // The children are gone, so their pipes close; print what they said last.
-    let _ = tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(pipes)).await;
-    match exited {
-        Some(role) => anyhow::bail!("{role} exited unexpectedly; stopped the fleet (see its log lines above)"),
-        None => Ok(ExitCode::SUCCESS),
-    }
 }
 
 /// Enqueues every group now rather than at the first tick; returns how many there are.
