@@ -129,7 +129,7 @@ impl Cast {
 }
 
 async fn run(lab: &Lab, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Result<ChaosReport> {
-    let (source, _) = sandbox.seeded_source(args.groups, args.members, 2).await?;
+    let source = sandbox.seeded_source(args.groups, args.members, 2).await?;
     let groups = source.group_ids().await?;
     source.close().await;
 

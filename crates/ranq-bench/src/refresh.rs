@@ -76,7 +76,7 @@ pub async fn refresh(lab: &Lab, args: &RefreshBenchArgs) -> anyhow::Result<std::
 async fn run(lab: &Lab, args: &RefreshBenchArgs, sandbox: &Sandbox) -> anyhow::Result<RefreshReport> {
     let ws = &lab.settings.worker;
     let started = Instant::now();
-    let (source, _) = sandbox.seeded_source(args.groups, args.members, ws.db_pool.max(args.workers)).await?;
+    let source = sandbox.seeded_source(args.groups, args.members, ws.db_pool.max(args.workers)).await?;
     let seed_seconds = started.elapsed().as_secs_f64();
     eprintln!("seeded {} groups × {} members in {seed_seconds:.1}s", args.groups, args.members);
     let groups = source.group_ids().await?;
@@ -137,10 +137,10 @@ async fn naive(source: &Source, redis: &Redis, prefix: &str, groups: &[GroupId])
     let mut conn = redis.manager();
     for &group in groups {
         let batch = source.top_n(&[group]).await?;
-        for (group, entries) in batch.groups {
-            let snapshot = Snapshot::new(group, batch.version, entries.unwrap_or_default());
+        for top in batch.groups {
+            let snapshot = Snapshot::new(top.group, batch.version, top.entries.unwrap_or_default());
             redis::cmd("SET")
-                .arg(format!("{prefix}:{{{group}}}"))
+                .arg(format!("{prefix}:{{{}}}", top.group))
                 .arg(snapshot.to_json())
                 .query_async::<()>(&mut conn)
                 .await?;
@@ -164,9 +164,9 @@ async fn floor(
         async move {
             let read = source.top_n(&chunk).await?;
             let mut pipe = redis::pipe();
-            for (group, entries) in read.groups {
-                let snapshot = Snapshot::new(group, read.version, entries.unwrap_or_default());
-                pipe.cmd("SET").arg(format!("{prefix}:{{{group}}}")).arg(snapshot.to_json()).ignore();
+            for top in read.groups {
+                let snapshot = Snapshot::new(top.group, read.version, top.entries.unwrap_or_default());
+                pipe.cmd("SET").arg(format!("{prefix}:{{{}}}", top.group)).arg(snapshot.to_json()).ignore();
             }
             pipe.query_async::<()>(&mut conn).await?;
             Ok(())

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use ranq_cache::Cache;
 use ranq_core::{Keys, Version};
-use ranq_db::{SeedOptions, SeedReport, Source};
+use ranq_db::{SeedOptions, Source};
 use ranq_launch::Launcher;
 use ranq_redis::Redis;
 use ranq_runtime::{GlobalArgs, Settings, UsageError};
@@ -81,14 +81,15 @@ impl Sandbox {
     }
 
     /// A migrated, seeded source in the sandbox, with a progress bar.
-    pub async fn seeded_source(&self, groups: u32, members: u32, pool: u32) -> anyhow::Result<(Source, SeedReport)> {
+    pub async fn seeded_source(&self, groups: u32, members: u32, pool: u32) -> anyhow::Result<Source> {
         let source = Source::connect(&self.database_url, pool).await?;
         source.migrate().await?;
         let bar = ranq_runtime::progress::bar("seeding", u64::from(groups), "groups");
         let options = SeedOptions { groups, members, seed: 42, replace: false };
         let report = source.seed(options, &|done| bar.set_position(done)).await;
         bar.finish_and_clear();
-        Ok((source, report?))
+        report?;
+        Ok(source)
     }
 
     /// Roles of the lab's `ranq` on the sandbox's database, Redis and `namespace`, logging JSON

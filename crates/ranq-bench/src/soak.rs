@@ -42,7 +42,7 @@ pub async fn soak(lab: &Lab, args: &SoakArgs) -> anyhow::Result<ExitCode> {
 
 async fn run_soak(lab: &Lab, args: &SoakArgs, sandbox: &Sandbox) -> anyhow::Result<SoakReport> {
     let started = Instant::now();
-    let (source, _) = sandbox.seeded_source(args.groups, args.members, 2).await?;
+    let source = sandbox.seeded_source(args.groups, args.members, 2).await?;
     let seed_seconds = started.elapsed().as_secs_f64();
     eprintln!("seeded {} groups × {} members in {seed_seconds:.1}s", args.groups, args.members);
 

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use ranq_core::{Entry, GroupId, TOP_N};
 use sqlx::{Column, Executor, Statement};
 
-use crate::{DbError, Pool, TopBatch};
+use crate::{DbError, GroupTop, Pool, TopBatch};
 
 /// The user's queries; an unset one falls back to the reference schema (or, for
 /// `groups_query`, to "every requested group exists").
@@ -150,7 +150,7 @@ impl CustomSql {
                 let exists = existing.as_ref().is_none_or(|e: &Vec<GroupId>| e.binary_search(&id).is_ok());
                 let mut entries = by_group.remove(&id).unwrap_or_default();
                 entries.sort_unstable_by_key(|e| e.rank);
-                (id, exists.then_some(entries))
+                GroupTop { group: id, entries: exists.then_some(entries) }
             })
             .collect();
         Ok(TopBatch { version, groups })

@@ -31,8 +31,16 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopBatch {
     pub version: Version,
-    /// One item per distinct requested group: `None` when the group is not in `ranq_groups`.
-    pub groups: Vec<(GroupId, Option<Vec<Entry>>)>,
+    /// One per distinct requested group.
+    pub groups: Vec<GroupTop>,
+}
+
+/// One group's top-N as a batch read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupTop {
+    pub group: GroupId,
+    /// In rank order; `None` when the group is not in the source.
+    pub entries: Option<Vec<Entry>>,
 }
 
 /// A connection pool of either dialect.
@@ -189,7 +197,7 @@ fn assemble(ids: &[GroupId], rows: Vec<TopRow>, version: Version) -> TopBatch {
         .map(|&id| {
             let (exists, mut entries) = by_group.remove(&id).unwrap_or((false, Vec::new()));
             entries.sort_unstable_by_key(|e| e.rank);
-            (id, exists.then_some(entries))
+            GroupTop { group: id, entries: exists.then_some(entries) }
         })
         .collect();
     TopBatch { version, groups }

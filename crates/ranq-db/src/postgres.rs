@@ -11,7 +11,7 @@ use ranq_core::{Entry, GroupId, TOP_N};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use crate::{DbError, TopBatch};
+use crate::{DbError, GroupTop, TopBatch};
 
 pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
     PgPoolOptions::new()
@@ -129,7 +129,7 @@ pub(crate) async fn top_n(pool: &PgPool, ids: &[GroupId]) -> Result<TopBatch, Db
             (group, exists.then_some(entries))
         })
         .collect();
-    let groups = ids.iter().map(|&id| (id, by_group.remove(&id).flatten())).collect();
+    let groups = ids.iter().map(|&id| GroupTop { group: id, entries: by_group.remove(&id).flatten() }).collect();
     Ok(TopBatch { version, groups })
 }
 

@@ -19,6 +19,15 @@ static RECOVER_WORKER: LazyLock<redis::Script> =
 /// Most dead jobs one call reads or changes; `--all` works through the set in pages of this.
 pub const DEAD_PAGE: usize = 1_000;
 
+/// One step of a scan over the dead letter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadPage {
+    /// Where the next step starts; 0 once the scan is complete.
+    pub next_cursor: u64,
+    /// About the count asked for, some possibly seen by an earlier step.
+    pub ids: Vec<String>,
+}
+
 /// One dead job, as `ranq dead list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeadJob {
@@ -63,7 +72,7 @@ impl Queue {
         let mut cursor: u64 = 0;
         // SSCAN pages are small and may repeat members; bounded by the limit and a page count.
         for _ in 0..limit.div_ceil(100).max(1) * 10 {
-            let (next, page) = self.scan_dead(cursor, limit.clamp(1, DEAD_PAGE)).await?;
+            let DeadPage { next_cursor: next, ids: page } = self.scan_dead(cursor, limit.clamp(1, DEAD_PAGE)).await?;
             for id in page {
                 if ids.len() < limit && seen.insert(id.clone()) {
                     ids.push(id);
@@ -77,18 +86,18 @@ impl Queue {
         Ok(ids)
     }
 
-    /// One `SSCAN` step over the dead letter: the next cursor (0 when the scan is complete) and
-    /// about `count` ids, some possibly seen before. Members removed meanwhile do not disturb the
-    /// scan, so a caller may retry or purge each page as it goes.
-    pub async fn scan_dead(&self, cursor: u64, count: usize) -> Result<(u64, Vec<String>), QueueError> {
-        let mut conn = self.conn();
-        Ok(redis::cmd("SSCAN")
+    /// One `SSCAN` step over the dead letter from `cursor` (0 to start), of about `count` ids.
+    /// Members removed meanwhile do not disturb the scan, so a caller may retry or purge each
+    /// page as it goes.
+    pub async fn scan_dead(&self, cursor: u64, count: usize) -> Result<DeadPage, QueueError> {
+        let (next_cursor, ids): (u64, Vec<String>) = redis::cmd("SSCAN")
             .arg(self.config.dead_jobs_set())
             .arg(cursor)
             .arg("COUNT")
             .arg(count.max(1))
-            .query_async(&mut conn)
-            .await?)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(DeadPage { next_cursor, ids })
     }
 
     /// The dead jobs `ids` (those that are dead; others are left out).

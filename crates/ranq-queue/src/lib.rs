@@ -14,7 +14,7 @@ mod dead;
 mod poll;
 mod queue;
 
-pub use dead::{DEAD_PAGE, DeadJob, Recovered, RetryReport};
+pub use dead::{DEAD_PAGE, DeadJob, DeadPage, Recovered, RetryReport};
 pub use poll::TickPoll;
 pub use queue::{Backpressure, EnqueueReport, Queue, QueueError, QueueStats, worker_name};
 

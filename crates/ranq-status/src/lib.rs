@@ -24,6 +24,14 @@ pub enum StatusError {
     Queue(#[from] QueueError),
 }
 
+/// The cached groups whose age is at most `le` (and above the bucket before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgeBucket {
+    /// The upper bound; `None` for the last bucket, beyond every bound.
+    pub le: Option<Duration>,
+    pub count: u64,
+}
+
 /// Everything status shows, read at one moment.
 #[derive(Debug, Clone)]
 pub struct StatusReport {
@@ -35,8 +43,8 @@ pub struct StatusReport {
     pub ticks: TickCounters,
     pub queue: QueueStats,
     pub groups: FreshnessCounts,
-    /// Cached groups per age bucket: `(upper bound, count)`, the last bucket unbounded (`None`).
-    pub age_buckets: Vec<(Option<Duration>, u64)>,
+    /// Cached groups per age bucket, youngest first; the last bucket is unbounded.
+    pub age_buckets: Vec<AgeBucket>,
     /// Quarantined groups in all, and the first few of them.
     pub quarantine: Quarantine,
 }
@@ -62,7 +70,14 @@ impl StatusReport {
             async { cache.age_histogram(&bounds, now).await.map_err(StatusError::from) },
             async { cache.quarantined(quarantine_shown).await.map_err(StatusError::from) },
         )?;
-        let age_buckets = bounds.iter().copied().map(Some).chain([None]).zip(histogram).collect();
+        let age_buckets = bounds
+            .iter()
+            .copied()
+            .map(Some)
+            .chain([None])
+            .zip(histogram)
+            .map(|(le, count)| AgeBucket { le, count })
+            .collect();
         Ok(Self {
             namespace: cache.keys().namespace().to_owned(),
             now,
@@ -91,7 +106,7 @@ impl StatusReport {
             .collect();
         let ages = f.ages.map(|a| json!({ "p50": a.p50_ms, "p99": a.p99_ms, "max": a.max_ms }));
         let buckets: Vec<_> =
-            self.age_buckets.iter().map(|(le, count)| json!({ "le_ms": le.map(ms), "count": count })).collect();
+            self.age_buckets.iter().map(|b| json!({ "le_ms": b.le.map(ms), "count": b.count })).collect();
         json!({
             "namespace": self.namespace,
             "now": self.now,

@@ -112,9 +112,9 @@ impl Refresher {
         let mut results = HashMap::with_capacity(ids.len());
         let mut writes = Vec::with_capacity(ids.len());
         for batch in self.read_isolating(ids, &mut results).await? {
-            writes.extend(batch.groups.into_iter().map(|(group, entries)| match entries {
-                Some(entries) => Write::Snapshot(Snapshot::new(group, batch.version, entries)),
-                None => Write::Absent { group, version: batch.version },
+            writes.extend(batch.groups.into_iter().map(|top| match top.entries {
+                Some(entries) => Write::Snapshot(Snapshot::new(top.group, batch.version, entries)),
+                None => Write::Absent { group: top.group, version: batch.version },
             }));
         }
         let outcomes = self

@@ -210,9 +210,9 @@ impl ShardedLock {
             let batch = self.source.top_n(&won).await?;
             self.counters.db_queries.fetch_add(1, Ordering::Relaxed);
             let mut pipe = redis::pipe();
-            for (group, entries) in batch.groups {
-                let snapshot = Snapshot::new(group, batch.version, entries.unwrap_or_default());
-                pipe.cmd("SET").arg(snapshot_key(&self.prefix, group)).arg(snapshot.to_json()).ignore();
+            for top in batch.groups {
+                let snapshot = Snapshot::new(top.group, batch.version, top.entries.unwrap_or_default());
+                pipe.cmd("SET").arg(snapshot_key(&self.prefix, top.group)).arg(snapshot.to_json()).ignore();
             }
             pipe.query_async::<()>(&mut conn).await?;
             self.counters.groups_written.fetch_add(won.len() as u64, Ordering::Relaxed);
@@ -310,7 +310,7 @@ impl OnDemand {
             self.computing.leave(group);
             let batch = read?;
             self.counters.db_queries.fetch_add(1, Ordering::Relaxed);
-            let entries = batch.groups.into_iter().next().and_then(|(_, e)| e).unwrap_or_default();
+            let entries = batch.groups.into_iter().next().and_then(|top| top.entries).unwrap_or_default();
             let snapshot = Snapshot::new(group, batch.version, entries);
             // Without SWR the entry simply expires at `ttl`; with it, it lives until `max_age`.
             let lifetime = if self.swr { self.max_age } else { self.ttl };

@@ -94,7 +94,7 @@ struct Setup<'a> {
 }
 
 async fn run(lab: &Lab, args: &CompareArgs, sandbox: &Sandbox) -> anyhow::Result<CompareReport> {
-    let (source, _) = sandbox.seeded_source(args.groups, args.members, 2).await?;
+    let source = sandbox.seeded_source(args.groups, args.members, 2).await?;
     let groups = Arc::new(source.group_ids().await?);
     source.close().await;
     let setup = Setup { lab, args, sandbox, groups, stale_after: args.period.mul_f64(1.5), max_age: args.period * 10 };

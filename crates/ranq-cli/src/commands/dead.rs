@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
-use ranq_queue::{Backpressure, DEAD_PAGE, Queue, RetryReport};
+use ranq_queue::{Backpressure, DEAD_PAGE, DeadPage, Queue, RetryReport};
 use serde_json::json;
 
 use crate::cli::{DeadCommand, DeadListArgs, DeadTargetArgs};
@@ -64,7 +64,7 @@ async fn retry(queue: &Queue, args: &DeadTargetArgs, pressure: &Backpressure) ->
         // hiding the refresh jobs after them. Bounded: a scan ends when its cursor returns to 0.
         let mut cursor = 0;
         for _ in 0..MAX_SCAN_STEPS {
-            let (next, ids) = queue.scan_dead(cursor, DEAD_PAGE).await?;
+            let DeadPage { next_cursor: next, ids } = queue.scan_dead(cursor, DEAD_PAGE).await?;
             // A member seen twice by the scan was retried the first time: not found now.
             let page = queue.retry_dead(&ids, pressure).await?;
             report.retried += page.retried;

@@ -135,12 +135,13 @@ fn render(r: &StatusReport, read: &ranq_runtime::settings::ReadSettings) -> Stri
         let ms = |d: &Duration| age(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let mut below = None;
         let mut buckets = Vec::with_capacity(r.age_buckets.len());
-        for (le, count) in &r.age_buckets {
-            match le {
+        for bucket in &r.age_buckets {
+            let count = bucket.count;
+            match &bucket.le {
                 Some(le) => buckets.push(format!("≤{} {count}", ms(le))),
                 None => buckets.push(format!(">{} {count}", below.map_or_else(|| "0s".into(), ms))),
             }
-            below = le.as_ref();
+            below = bucket.le.as_ref();
         }
         row("", format!("ages {}", buckets.join(" · ")));
     }
