@@ -16,7 +16,6 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use indicatif::ProgressBar;
 use ranq_cache::Cache;
 use ranq_core::{GroupId, Reason, RefreshJob, Snapshot};
 use ranq_db::Source;
@@ -27,7 +26,7 @@ use serde::Serialize;
 use tokio::process::Child;
 
 use crate::cli::RefreshBenchArgs;
-use crate::sandbox::{Lab, Sandbox, ensure_alive, in_sandbox, spawn_quiet, wait_for_count};
+use crate::sandbox::{Lab, Sandbox, Watch, in_sandbox, spawn_quiet};
 
 /// Longest wait for one phase before the bench gives up.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -252,12 +251,15 @@ async fn through_queue(
         let since = Utc::now().timestamp_micros();
         let started = Instant::now();
         let enqueue = queue.enqueue(&jobs, &pressure);
+        let total = groups.len() as u64;
+        let mut watch = Watch { workers: &mut children, timeout: PHASE_TIMEOUT, progress: Some(&bar) };
         let done = async {
             match role {
-                Role::Noop => wait_until_finished(&queue, groups.len() as u64, &mut children, &bar).await,
-                Role::Worker => {
-                    wait_for_count(&cache, groups.len() as u64, since, &mut children, PHASE_TIMEOUT, Some(&bar)).await
+                // No-op workers do not vacuum, so the queue counts the jobs they finished.
+                Role::Noop => {
+                    watch.until("no-op jobs done", total, || async { Ok(queue.stats().await?.finished) }).await
                 }
+                Role::Worker => watch.refreshed(&cache, total, since).await,
             }
         };
         let (pushed, done) = tokio::join!(enqueue, done);
@@ -280,22 +282,6 @@ async fn wait_for_workers(queue: &Queue, workers: u64) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
-}
-
-/// Waits until `jobs` jobs are finished (no-op workers do not vacuum, so the queue counts them);
-/// fails at once if a worker exits.
-async fn wait_until_finished(queue: &Queue, jobs: u64, workers: &mut [Child], bar: &ProgressBar) -> anyhow::Result<()> {
-    let deadline = Instant::now() + PHASE_TIMEOUT;
-    loop {
-        let done = queue.stats().await?.finished;
-        bar.set_position(done);
-        if done >= jobs {
-            return Ok(());
-        }
-        ensure_alive(workers)?;
-        anyhow::ensure!(Instant::now() < deadline, "no-op jobs not done within {PHASE_TIMEOUT:?}: {done} of {jobs}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn print(r: &RefreshReport) {

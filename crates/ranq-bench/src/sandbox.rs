@@ -148,28 +148,40 @@ pub fn write_json(path: &Path, report: &impl serde::Serialize) -> anyhow::Result
     Ok(())
 }
 
-/// Waits until `groups` cached groups hold a snapshot read after `since`, counting them on the
-/// index (one command, however many groups), and failing if a worker dies or `timeout` passes.
-pub async fn wait_for_count(
-    cache: &Cache,
-    groups: u64,
-    since: Version,
-    workers: &mut [Child],
-    timeout: Duration,
-    progress: Option<&indicatif::ProgressBar>,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let done = cache.count_refreshed_since(since).await?;
-        if let Some(bar) = progress {
-            bar.set_position(done);
+/// How a bench waits for its workers: until a count reaches its target, failing at once if a
+/// worker dies, and after `timeout` at the latest.
+pub struct Watch<'a> {
+    pub workers: &'a mut [Child],
+    pub timeout: Duration,
+    pub progress: Option<&'a indicatif::ProgressBar>,
+}
+
+impl Watch<'_> {
+    /// Polls `count` every 10 ms until it reaches `target`; `what` names the count in the error.
+    pub async fn until<F, Fut>(&mut self, what: &str, target: u64, mut count: F) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<u64>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let done = count().await?;
+            if let Some(bar) = self.progress {
+                bar.set_position(done);
+            }
+            if done >= target {
+                return Ok(());
+            }
+            ensure_alive(self.workers)?;
+            anyhow::ensure!(Instant::now() < deadline, "{what}: {done} of {target} after {:?}", self.timeout);
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if done >= groups {
-            return Ok(());
-        }
-        ensure_alive(workers)?;
-        anyhow::ensure!(Instant::now() < deadline, "not refreshed within {timeout:?}: {done} of {groups}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    /// Until `groups` cached groups hold a snapshot read after `since`, counted on the index (one
+    /// command, however many groups).
+    pub async fn refreshed(&mut self, cache: &Cache, groups: u64, since: Version) -> anyhow::Result<()> {
+        self.until("groups refreshed", groups, || async { Ok(cache.count_refreshed_since(since).await?) }).await
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::process::Child;
 
 use crate::cli::SoakArgs;
-use crate::sandbox::{Lab, Sandbox, in_sandbox, redis_used_memory, rss_of, wait_for_count};
+use crate::sandbox::{Lab, Sandbox, Watch, in_sandbox, redis_used_memory, rss_of};
 
 /// Longest wait for one tick's groups to be refreshed before the bench gives up.
 const TICK_TIMEOUT: Duration = Duration::from_secs(600);
@@ -125,7 +125,8 @@ async fn tick_repeatedly(
             TickOutcome::Enqueued { deferred: 0, .. } => {}
             other => anyhow::bail!("tick {i} did not enqueue every group: {other:?}"),
         }
-        wait_for_count(&cache, u64::from(args.groups), start.timestamp_micros(), workers, TICK_TIMEOUT, None).await?;
+        let mut watch = Watch { workers: &mut *workers, timeout: TICK_TIMEOUT, progress: None };
+        watch.refreshed(&cache, u64::from(args.groups), start.timestamp_micros()).await?;
         let seconds = (Utc::now() - start).to_std().unwrap_or_default().as_secs_f64();
         tick_seconds.push(seconds);
         bar.set_message(format!("{seconds:.2}s"));
