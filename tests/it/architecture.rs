@@ -149,7 +149,7 @@ fn arrows_point_from_binaries_to_roles_to_infrastructure_to_core() {
     below("ranq-core", &[]);
     below("ranq-runtime", &["ranq-core"]);
     below("ranq-launch", &[]);
-    below("ranq-redis", &["ranq-core"]);
+    below("ranq-redis", &["ranq-core", "ranq-runtime"]);
     below("ranq-db", &["ranq-core"]);
     // Infrastructure crates do not depend on each other, only on the connection beneath them.
     below("ranq-cache", &["ranq-core", "ranq-redis"]);

@@ -20,4 +20,5 @@ mod producer;
 mod queue;
 mod reference;
 mod refresh;
+mod tls;
 mod worker;

@@ -10,6 +10,7 @@
 
 pub mod browser;
 pub mod process;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

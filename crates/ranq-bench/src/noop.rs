@@ -6,9 +6,9 @@
 use std::process::ExitCode;
 
 use apalis::prelude::*;
-use ranq_cache::Cache;
 use ranq_core::{Incoming, Keys};
 use ranq_queue::{Queue, TickPoll, worker_name};
+use ranq_redis::Redis;
 use ranq_runtime::Shutdown;
 
 use crate::sandbox::Lab;
@@ -19,8 +19,8 @@ async fn ack(_job: Incoming) -> Result<(), BoxDynError> {
 
 pub async fn noop_worker(lab: &Lab) -> anyhow::Result<ExitCode> {
     let settings = &lab.settings;
-    let cache = Cache::connect(&settings.redis_url, &settings.namespace).await?;
-    let queue = Queue::new(cache.redis(), &Keys::new(settings.namespace.clone()), &settings.worker);
+    let redis = Redis::connect_with(&settings.redis_url, &settings.redis).await?;
+    let queue = Queue::new(&redis, &Keys::new(settings.namespace.clone()), &settings.worker);
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     let name = worker_name("noop");

@@ -53,7 +53,8 @@ struct ReadReport {
 pub async fn read(lab: &Lab, args: &ReadBenchArgs) -> anyhow::Result<ExitCode> {
     let namespace =
         format!("{}-bench-read-{}-{}", lab.settings.namespace, std::process::id(), Utc::now().timestamp_millis());
-    let cache = Cache::connect(&lab.settings.redis_url, &namespace).await?;
+    let redis = ranq_redis::Redis::connect_with(&lab.settings.redis_url, &lab.settings.redis).await?;
+    let cache = Cache::new(redis, ranq_core::Keys::new(namespace));
     let shutdown = Shutdown::new();
     let result = run(lab, args, &cache, &shutdown).await;
     shutdown.trigger();

@@ -69,7 +69,7 @@ impl Sandbox {
         let separator = if url.contains('?') { '&' } else { '?' };
         let database_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
         let namespace = format!("{}-bench-{tag}", lab.settings.namespace);
-        let redis = Redis::connect(&lab.settings.redis_url).await?;
+        let redis = Redis::connect_with(&lab.settings.redis_url, &lab.settings.redis).await?;
         let cache = Cache::new(redis.clone(), Keys::new(namespace.clone()));
         Ok(Self { admin, schema, database_url, namespace, redis, cache })
     }

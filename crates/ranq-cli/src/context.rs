@@ -47,9 +47,12 @@ impl Context {
         })
     }
 
-    /// The source as `migrate` and `seed` see it: the reference schema.
+    /// The source as `migrate` and `seed` see it: the reference schema. A mistake in the URL or
+    /// its TLS parameters is a configuration error.
     pub async fn source(&self, pool: u32) -> anyhow::Result<Source> {
-        Ok(Source::connect(self.database_url()?, pool).await?)
+        Source::connect(self.database_url()?, pool).await.map_err(|e| {
+            if e.is_configuration() { anyhow::Error::new(UsageError(e.to_string())) } else { anyhow::Error::new(e) }
+        })
     }
 
     /// The source as the commands that read groups see it: through `[source]`'s SQL when set,
@@ -74,14 +77,7 @@ impl Context {
 
     /// The Redis of `redis_url`, answering.
     pub async fn redis(&self) -> anyhow::Result<Redis> {
-        let redis = Redis::connect(&self.settings.redis_url).await?;
-        redis.ping().await.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach Redis at {}: {e} (is redis-server running, and is REDIS_URL right?)",
-                redis.url()
-            )
-        })?;
-        Ok(redis)
+        connect_redis(&self.settings.redis_url, &self.settings).await
     }
 
     /// ranq's data in the configured namespace.
@@ -93,4 +89,23 @@ impl Context {
     pub fn queue(&self, cache: &Cache) -> Queue {
         Queue::new(cache.redis(), cache.keys(), &self.settings.worker)
     }
+}
+
+/// Connects to the Redis at `url` with the TLS settings of `settings`, and checks that it
+/// answers. A mistake in the settings (a bad URL, a certificate that does not verify) is a
+/// configuration error; an unverified TLS connection is allowed only when asked for, and said.
+pub async fn connect_redis(url: &str, settings: &ranq_runtime::Settings) -> anyhow::Result<Redis> {
+    let redis = Redis::connect_with(url, &settings.redis).await.map_err(|e| {
+        if e.is_configuration() { anyhow::Error::new(UsageError(e.to_string())) } else { anyhow::Error::new(e) }
+    })?;
+    if Redis::is_insecure(url, &settings.redis) {
+        tracing::warn!(
+            url = redis.url(),
+            "TLS to Redis is not verified (redis.tls_insecure or #insecure): only for a test server"
+        );
+    }
+    redis.ping().await.map_err(|e| {
+        anyhow::anyhow!("cannot reach Redis at {}: {e} (is redis-server running, and is REDIS_URL right?)", redis.url())
+    })?;
+    Ok(redis)
 }

@@ -6,6 +6,11 @@ pub enum DbError {
     UnsupportedUrl(String),
     #[error("cannot connect to the database at {url}: {source} (is it running, and is DATABASE_URL right?)")]
     Connect { url: String, source: sqlx::Error },
+    #[error(
+        "TLS to the database at {url} failed: {source} (check sslmode, and sslrootcert against the server's \
+         certificate; sslcert and sslkey if it asks for a client certificate)"
+    )]
+    Tls { url: String, source: sqlx::Error },
     #[error("applying migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{what} failed: {source}{hint}")]
@@ -28,11 +33,34 @@ impl DbError {
         }
     }
 
+    /// The error of a failed connect to `url`: TLS trouble (a certificate that does not verify,
+    /// a server without TLS under `sslmode=require`, a certificate file that cannot be read) told
+    /// apart from a server that is away.
+    pub(crate) fn connect(url: &str) -> impl Fn(sqlx::Error) -> Self + '_ {
+        move |source| {
+            let url = ranq_core::redact_url(url);
+            match source {
+                sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => Self::Tls { url, source },
+                sqlx::Error::Io(ref e) if e.to_string().to_ascii_lowercase().contains("certificate") => {
+                    Self::Tls { url, source }
+                }
+                source => Self::Connect { url, source },
+            }
+        }
+    }
+
+    /// Whether the mistake is in the configuration (exit code 2) rather than the database being
+    /// away (exit code 1).
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, Self::UnsupportedUrl(_) | Self::Tls { .. } | Self::CustomSql { .. })
+    }
+
     /// Whether retrying the same statement later may succeed (connection trouble, a deadlock, a
     /// server restarting) rather than fail the same way (bad SQL, data that breaks the query).
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Connect { .. } => true,
+            Self::Tls { .. } => false,
             Self::Query { source, .. } => match source {
                 sqlx::Error::Io(_)
                 | sqlx::Error::Tls(_)

@@ -19,7 +19,7 @@ pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<PgPool, D
         .acquire_timeout(Duration::from_secs(10))
         .connect(url)
         .await
-        .map_err(|source| DbError::Connect { url: ranq_core::redact_url(url), source })
+        .map_err(DbError::connect(url))
 }
 
 pub(crate) async fn migrate(pool: &PgPool) -> Result<(), DbError> {

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use ranq_runtime::settings::RedisSettings;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// Longest wait for a connection to open.
@@ -30,8 +31,25 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum RedisError {
     #[error("{url} {NOT_A_REDIS_URL}")]
     BadUrl { url: String },
-    #[error("cannot reach Redis at {url}: {source} (is redis-server running, and is REDIS_URL right?)")]
+    #[error(
+        "cannot reach Redis at {url}: {source} (is redis-server running, is REDIS_URL right, and does its \
+         scheme match the server: rediss:// for TLS, redis:// for plaintext?)"
+    )]
     Connect { url: String, source: redis::RedisError },
+    #[error(
+        "TLS to Redis at {url} failed: {source} (check redis.tls_ca_file, or the system's roots, against the \
+         server's certificate, and that the server speaks TLS on this port)"
+    )]
+    Tls { url: String, source: redis::RedisError },
+    #[error("cannot read {key} {path}: {source}")]
+    TlsFile { key: &'static str, path: String, source: std::io::Error },
+    #[error("Redis at {url} answers in plaintext, not TLS: use redis:// (or enable TLS on the server)")]
+    PlaintextServer { url: String },
+    #[error(
+        "no answer from Redis at {url} within {CONNECT_TIMEOUT:?} (is the host reachable, and does the URL's \
+         scheme match the server: rediss:// for TLS, redis:// for plaintext?)"
+    )]
+    ConnectTimeout { url: String },
     #[error("redis: {0}")]
     Command(#[from] redis::RedisError),
     #[error("redis did not confirm the subscription to {channel} within {SUBSCRIBE_TIMEOUT:?}")]
@@ -47,9 +65,9 @@ pub fn check_url(url: &str) -> Result<(), &'static str> {
     redis::Client::open(url).map(drop).map_err(|_| NOT_A_REDIS_URL)
 }
 
-/// Whether a Redis answers a PING at `url` within two seconds.
-pub async fn answers(url: &str) -> bool {
-    let Ok(client) = redis::Client::open(url) else { return false };
+/// Whether a Redis answers a PING at `url` (with the TLS settings `tls`) within two seconds.
+pub async fn answers(url: &str, tls: &RedisSettings) -> bool {
+    let Ok(client) = client(url, tls) else { return false };
     let ping = async {
         let mut conn = client.get_multiplexed_async_connection().await.ok()?;
         redis::cmd("PING").query_async::<String>(&mut conn).await.ok()
@@ -74,21 +92,101 @@ impl std::fmt::Debug for Redis {
     }
 }
 
+impl RedisError {
+    /// Whether the mistake is in the configuration (exit code 2) rather than the service being
+    /// away (exit code 1): a bad URL, a certificate that does not verify, a file not read.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, Self::BadUrl { .. } | Self::Tls { .. } | Self::TlsFile { .. } | Self::PlaintextServer { .. })
+    }
+}
+
+/// Whether a failed connect failed in the TLS handshake (a certificate that does not verify, a
+/// TLS client answered in plaintext) rather than for want of a server. rustls's errors reach
+/// here as IO errors, told apart by their text.
+fn is_tls_failure(error: &redis::RedisError) -> bool {
+    let text = error.to_string().to_ascii_lowercase();
+    ["certificate", "tls", "handshake", "corrupt message", "invalid message", "unknownissuer"]
+        .iter()
+        .any(|sign| text.contains(sign))
+}
+
+/// Whether the TLS address `addr` is a plaintext Redis after all: a TLS client's hello is no
+/// command to it, so it waits for more and the handshake never ends. A plaintext PING tells.
+async fn answers_plaintext(addr: &redis::ConnectionAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis::ConnectionAddr::TcpTls { host, port, .. } = addr else { return false };
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await.ok()?;
+        stream.write_all(b"PING\r\n").await.ok()?;
+        let mut reply = [0u8; 7];
+        stream.read_exact(&mut reply).await.ok()?;
+        Some(&reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH"))
+    };
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Some(true)))
+}
+
+fn read(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, RedisError> {
+    std::fs::read(path).map_err(|source| RedisError::TlsFile { key, path: path.display().to_string(), source })
+}
+
+/// The client for `url` under `tls`: the system's roots, or the CA file, and a client
+/// certificate for mutual TLS. `tls_insecure` is redis-rs's `#insecure`.
+fn client(url: &str, tls: &RedisSettings) -> Result<redis::Client, RedisError> {
+    let shown = ranq_core::redact_url(url);
+    let url = if tls.tls_insecure && url.starts_with("rediss://") && !url.ends_with("#insecure") {
+        format!("{url}#insecure")
+    } else {
+        url.to_owned()
+    };
+    let bad_url = |_| RedisError::BadUrl { url: shown.clone() };
+    if tls.tls_ca_file.is_none() && tls.tls_cert_file.is_none() {
+        return redis::Client::open(url.as_str()).map_err(bad_url);
+    }
+    let root_cert = tls.tls_ca_file.as_deref().map(|p| read("redis.tls_ca_file", p)).transpose()?;
+    let client_tls = match (&tls.tls_cert_file, &tls.tls_key_file) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read("redis.tls_cert_file", cert)?,
+            client_key: read("redis.tls_key_file", key)?,
+        }),
+        _ => None,
+    };
+    redis::Client::build_with_tls(url.as_str(), redis::TlsCertificates { client_tls, root_cert }).map_err(bad_url)
+}
+
 impl Redis {
-    /// Connects to `url`, waiting at most a few seconds; every later command is bounded too, so
-    /// no call can hang on a dead server.
+    /// Connects to `url` as [`Redis::connect_with`] does, with no TLS settings beyond the URL.
     pub async fn connect(url: &str) -> Result<Self, RedisError> {
+        Self::connect_with(url, &RedisSettings::default()).await
+    }
+
+    /// Connects to `url` (`redis://`, or `rediss://` for TLS, verified against the system's roots
+    /// or `tls.tls_ca_file`), waiting at most a few seconds; every later command is bounded too,
+    /// so no call can hang on a dead server.
+    pub async fn connect_with(url: &str, tls: &RedisSettings) -> Result<Self, RedisError> {
         let shown = ranq_core::redact_url(url);
-        let client = redis::Client::open(url).map_err(|_| RedisError::BadUrl { url: shown.clone() })?;
+        let client = client(url, tls)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(3);
-        let manager = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(|source| RedisError::Connect { url: shown.clone(), source })?;
+        // The manager retries a failed first connect by itself; the whole of it is bounded here,
+        // so that a handshake nobody answers ends as an error, not a wait.
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, client.get_connection_manager_with_config(config)).await;
+        let manager = match connected {
+            Ok(Ok(manager)) => manager,
+            Ok(Err(source)) if is_tls_failure(&source) => return Err(RedisError::Tls { url: shown, source }),
+            Ok(Err(source)) => return Err(RedisError::Connect { url: shown, source }),
+            Err(_) if answers_plaintext(client.get_connection_info().addr()).await => {
+                return Err(RedisError::PlaintextServer { url: shown });
+            }
+            Err(_) => return Err(RedisError::ConnectTimeout { url: shown }),
+        };
         Ok(Self { manager, client, shown })
+    }
+
+    /// Whether this connection skips verifying the server's certificate.
+    pub fn is_insecure(url: &str, tls: &RedisSettings) -> bool {
+        url.starts_with("rediss://") && (tls.tls_insecure || url.ends_with("#insecure"))
     }
 
     /// The URL, its password shown as `***`.

@@ -31,6 +31,7 @@ pub struct Settings {
     /// Where `producer` and `worker` serve Prometheus metrics (`serve` has its own `/metrics`);
     /// unset: not served.
     pub metrics_listen: Option<String>,
+    pub redis: RedisSettings,
     pub source: SourceSettings,
     pub producer: ProducerSettings,
     pub worker: WorkerSettings,
@@ -53,6 +54,20 @@ pub enum ProducerMode {
     All,
     /// Only the groups in the dirty set, plus a full sweep every --sweep-every ticks.
     Dirty,
+}
+
+/// How ranq speaks TLS to Redis (`rediss://` URLs); the URL itself is `redis_url`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// A CA certificate file (PEM) to verify the server with, instead of the system's roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) and its key, for servers that ask for mutual TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Do not verify the server's certificate at all (a warning says so at start-up); the same
+    /// as `#insecure` at the end of the URL.
+    pub tls_insecure: bool,
 }
 
 /// The user's own SQL for data outside the reference schema; unset keys use it.
@@ -165,6 +180,7 @@ impl Default for Settings {
             log_format: None,
             shutdown_timeout: Duration::from_secs(30),
             metrics_listen: None,
+            redis: RedisSettings::default(),
             source: SourceSettings::default(),
             producer: ProducerSettings {
                 schedule: "0 * * * * *".into(),
@@ -250,6 +266,18 @@ impl Settings {
                 "producer.lease_ttl",
                 format!("must be at least 1s (default {})", humantime::format_duration(dp.lease_ttl)),
             );
+        }
+        if self.redis.tls_cert_file.is_some() != self.redis.tls_key_file.is_some() {
+            return bad("redis.tls_cert_file", "and redis.tls_key_file go together: set both, or neither".into());
+        }
+        for (key, path) in [
+            ("redis.tls_ca_file", &self.redis.tls_ca_file),
+            ("redis.tls_cert_file", &self.redis.tls_cert_file),
+            ("redis.tls_key_file", &self.redis.tls_key_file),
+        ] {
+            if let Some(path) = path.as_ref().filter(|p| !p.is_file()) {
+                return bad(key, format!("{} is not a readable file", path.display()));
+            }
         }
         if let Some(url) = &self.database_url
             && !["postgres://", "postgresql://", "sqlite:"].iter().any(|scheme| url.starts_with(scheme))

@@ -16,7 +16,6 @@ use ranq_core::{Keys, Reason, RefreshJob};
 use ranq_db::{SeedOptions, Source};
 use ranq_launch::{Launcher, RedisServer};
 use ranq_queue::{Backpressure, Queue};
-use ranq_redis::Redis;
 use ranq_runtime::Shutdown;
 use tokio::process::Child;
 
@@ -39,7 +38,7 @@ pub async fn up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let mut fleet =
         LocalFleet { printer: Printer::new(&roles), children: Vec::new(), names: Vec::new(), pipes: Vec::new() };
-    let (redis_url, mut private_redis) = match ensure_redis(&ctx.settings.redis_url).await? {
+    let (redis_url, mut private_redis) = match ensure_redis(&ctx.settings.redis_url, &ctx.settings).await? {
         Some(mut server) => {
             if let Some(output) = server.take_output().and_then(|o| tokio::process::ChildStdout::from_std(o).ok()) {
                 fleet.pipes.push(tokio::spawn(print_lines(fleet.printer.prefix(REDIS_ROLE), output)));
@@ -135,7 +134,8 @@ async fn fill_cache(ctx: &Context, database_url: &str, redis_url: &str) -> anyho
     let source = Source::connect(database_url, 1).await?;
     let groups = source.group_ids().await?;
     source.close().await;
-    let cache = Cache::new(Redis::connect(redis_url).await?, Keys::new(ctx.settings.namespace.clone()));
+    let redis = crate::context::connect_redis(redis_url, &ctx.settings).await?;
+    let cache = Cache::new(redis, Keys::new(ctx.settings.namespace.clone()));
     let queue = Queue::new(cache.redis(), cache.keys(), &ctx.settings.worker);
     let jobs: Vec<RefreshJob> = groups.iter().map(|&g| RefreshJob::new(g, Reason::Manual)).collect();
     queue.enqueue(&jobs, &Backpressure::of(&ctx.settings.producer)).await?;
@@ -157,8 +157,8 @@ async fn prepare_source(url: &str, args: &UpArgs) -> anyhow::Result<()> {
 
 /// `None` when a Redis answers at `url`; otherwise a `redis-server` from PATH started on a free
 /// port (stopped with the fleet); otherwise an error that says how to install it.
-async fn ensure_redis(url: &str) -> anyhow::Result<Option<RedisServer>> {
-    if ranq_redis::answers(url).await {
+async fn ensure_redis(url: &str, settings: &ranq_runtime::Settings) -> anyhow::Result<Option<RedisServer>> {
+    if ranq_redis::answers(url, &settings.redis).await {
         return Ok(None);
     }
     // Starting waits (boundedly) for the server to accept: off the async threads.
