@@ -21,5 +21,6 @@ mod producer;
 mod queue;
 mod reference;
 mod refresh;
+mod sentinel;
 mod tls;
 mod worker;

@@ -1,11 +1,12 @@
 //! `ranq-bench chaos`: a real fleet — two producers, workers and the read API, as processes —
 //! under a fault every `--every`, for `--duration`, with a reader hammering the API meanwhile.
-//! It runs on services of its own: a private `redis-server` (which it kills and restarts empty)
-//! and a TCP proxy in front of its Postgres schema (which it cuts), so nothing else is disturbed.
+//! It runs on services of its own: a private `redis-server` (which it kills and restarts empty),
+//! or with `--sentinel` a Sentinel deployment (which it fails over), and a TCP proxy in front of
+//! its Postgres schema (which it cuts), so nothing else is disturbed.
 //!
 //! Faults, in turn: a worker SIGKILLed (and started again), the leading producer SIGKILLed (and
 //! started again), the leading producer paused (SIGSTOP) past its lease and resumed, Redis killed
-//! and restarted empty, the database cut off for 10 s. After each, the bench times how long until
+//! and restarted empty (on Sentinel: the master failed over), the database cut off for 10 s. After each, the bench times how long until
 //! every group holds a snapshot read after the fault ended; a group that does not within two
 //! minutes is lost. Duplicate ticks are counted independently of ranq's own bookkeeping: from the
 //! producers' logs, a tick id enqueued by two producers is a duplicate.
@@ -24,6 +25,7 @@ use nix::unistd::Pid;
 use ranq_cache::Cache;
 use ranq_core::GroupId;
 use ranq_faults::FaultProxy;
+use ranq_faults::sentinel::Sentinels;
 use ranq_launch::{Launcher, RedisServer};
 use ranq_runtime::{Shutdown, UsageError};
 use serde::Serialize;
@@ -47,11 +49,57 @@ enum Fault {
     LeaderKilled,
     LeaderPaused,
     RedisRestartedEmpty,
+    SentinelFailover,
     DatabaseCut,
+}
+
+impl Fault {
+    /// Every kind, in the order the report lists them.
+    const ALL: [Self; 6] = [
+        Self::WorkerKilled,
+        Self::LeaderKilled,
+        Self::LeaderPaused,
+        Self::RedisRestartedEmpty,
+        Self::SentinelFailover,
+        Self::DatabaseCut,
+    ];
 }
 
 const FAULTS: [Fault; 5] =
     [Fault::WorkerKilled, Fault::LeaderKilled, Fault::LeaderPaused, Fault::RedisRestartedEmpty, Fault::DatabaseCut];
+/// On Sentinel the master fails over where a lone Redis would restart empty.
+const SENTINEL_FAULTS: [Fault; 5] =
+    [Fault::WorkerKilled, Fault::LeaderKilled, Fault::LeaderPaused, Fault::SentinelFailover, Fault::DatabaseCut];
+
+/// The Redis the fleet runs on.
+enum Service {
+    Lone(RedisServer),
+    Sentinel(Sentinels),
+}
+
+impl Service {
+    async fn start(sentinel: bool, dir: &std::path::Path) -> anyhow::Result<Self> {
+        Ok(if sentinel {
+            Self::Sentinel(Sentinels::start(dir).await?)
+        } else {
+            Self::Lone(tokio::task::spawn_blocking(RedisServer::start).await??)
+        })
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Self::Lone(redis) => redis.url(),
+            Self::Sentinel(sentinels) => sentinels.url(),
+        }
+    }
+
+    fn faults(&self) -> &'static [Fault] {
+        match self {
+            Self::Lone(_) => &FAULTS,
+            Self::Sentinel(_) => &SENTINEL_FAULTS,
+        }
+    }
+}
 
 #[derive(Debug, Default, Serialize)]
 struct PerFault {
@@ -133,11 +181,11 @@ async fn run(lab: &Lab, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Result<C
     let groups = source.group_ids().await?;
     source.close().await;
 
-    let mut redis = tokio::task::spawn_blocking(RedisServer::start).await??;
-    let upstream = upstream_of(&sandbox.database_url).await?;
-    let proxy = FaultProxy::start(upstream).await?;
     let logs = std::env::temp_dir().join(format!("{}-logs", sandbox.namespace));
     std::fs::create_dir_all(&logs)?;
+    let mut redis = Service::start(args.sentinel, &logs.join("redis")).await?;
+    let upstream = upstream_of(&sandbox.database_url).await?;
+    let proxy = FaultProxy::start(upstream).await?;
     let database_url =
         proxy.wrap(&sandbox.database_url).ok_or_else(|| anyhow::anyhow!("the database URL has no host"))?;
     let launcher = Launcher::new(&lab.ranq, Some(&database_url), &redis.url(), &sandbox.namespace)
@@ -224,7 +272,7 @@ impl Memory {
 async fn fault_in_turn(
     args: &ChaosArgs,
     cast: &mut Cast,
-    redis: &mut RedisServer,
+    redis: &mut Service,
     proxy: &FaultProxy,
     cache: &Cache,
     groups: &[GroupId],
@@ -232,11 +280,12 @@ async fn fault_in_turn(
     let mut faults: HashMap<Fault, PerFault> = HashMap::new();
     let started = Instant::now();
     for i in 0.. {
-        if started.elapsed() >= args.duration && i >= FAULTS.len() {
+        let kinds = redis.faults();
+        if started.elapsed() >= args.duration && i >= kinds.len() {
             break;
         }
         let slot = Instant::now();
-        let fault = FAULTS[i % FAULTS.len()];
+        let fault = kinds[i % kinds.len()];
         if inject(fault, cast, redis, proxy, cache).await? {
             let since = Utc::now().timestamp_micros();
             let healed = Instant::now();
@@ -260,7 +309,7 @@ async fn fault_in_turn(
 async fn inject(
     fault: Fault,
     cast: &mut Cast,
-    redis: &mut RedisServer,
+    redis: &mut Service,
     proxy: &FaultProxy,
     cache: &Cache,
 ) -> anyhow::Result<bool> {
@@ -288,9 +337,15 @@ async fn inject(
             kill(pid, Signal::SIGCONT)?;
         }
         Fault::RedisRestartedEmpty => {
+            let Service::Lone(redis) = redis else { return Ok(false) };
             redis.kill();
             tokio::time::sleep(REDIS_DOWN).await;
             tokio::task::block_in_place(|| redis.start_again())?;
+        }
+        Fault::SentinelFailover => {
+            let Service::Sentinel(sentinels) = redis else { return Ok(false) };
+            let old = sentinels.failover().await?;
+            sentinels.wait_for_new_master(old).await?;
         }
         Fault::DatabaseCut => {
             proxy.cut();
@@ -394,7 +449,7 @@ fn print(r: &ChaosReport) {
         r.groups, r.workers, r.duration_seconds
     );
     println!("  {:<24} {:>8} {:>14} {:>12}", "fault", "injected", "max converge", "groups lost");
-    for fault in FAULTS {
+    for fault in Fault::ALL {
         if let Some(f) = r.faults.get(&fault) {
             let name = serde_json::to_value(fault).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
             println!("  {name:<24} {:>8} {:>12.1} s {:>12}", f.injected, f.max_converge_seconds, f.groups_lost);

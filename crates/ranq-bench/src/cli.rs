@@ -100,6 +100,10 @@ pub struct ChaosArgs {
     /// Worker processes.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub workers: u32,
+    /// Run the fleet on a Redis Sentinel deployment of the bench's own (a master, a replica,
+    /// three sentinels) and fail it over (`SENTINEL FAILOVER`) in place of restarting Redis.
+    #[arg(long)]
+    pub sentinel: bool,
     /// Also write the report as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,

@@ -133,7 +133,7 @@ async fn timed(
 
 /// (b): what a simple script does — one query, one `SET` (to `<prefix>:{g}`), group after group.
 async fn naive(source: &Source, redis: &Redis, prefix: &str, groups: &[GroupId]) -> anyhow::Result<()> {
-    let mut conn = redis.manager();
+    let mut conn = redis.conn();
     for &group in groups {
         let batch = source.top_n(&[group]).await?;
         for top in batch.groups {
@@ -159,7 +159,7 @@ async fn floor(
     streams: u32,
 ) -> anyhow::Result<()> {
     in_streams(groups, batch, streams, |chunk| {
-        let (source, mut conn) = (source.clone(), redis.manager());
+        let (source, mut conn) = (source.clone(), redis.conn());
         async move {
             let read = source.top_n(&chunk).await?;
             let mut pipe = redis::pipe();

@@ -59,7 +59,7 @@ impl Cache {
         Ok(self.redis.publish(&self.keys.written_channel(), message).await?)
     }
 
-    pub(crate) fn conn(&self) -> redis::aio::ConnectionManager {
-        self.redis.manager()
+    pub(crate) fn conn(&self) -> ranq_redis::RedisConn {
+        self.redis.conn()
     }
 }

@@ -51,7 +51,7 @@ impl Ledger {
             .arg(holder)
             .arg(millis(ttl))
             .arg(Utc::now().timestamp_millis())
-            .invoke_async(&mut self.redis.manager())
+            .invoke_async(&mut self.redis.conn())
             .await?;
         Ok(match (token, fresh) {
             (0, _) => LeaseState::Standby,
@@ -62,13 +62,13 @@ impl Ledger {
 
     /// Gives the lease up if `holder` has it; whether it did.
     pub async fn release(&self, holder: &str) -> Result<bool, CacheError> {
-        Ok(RELEASE.key(self.keys.leader()).arg(holder).invoke_async(&mut self.redis.manager()).await?)
+        Ok(RELEASE.key(self.keys.leader()).arg(holder).invoke_async(&mut self.redis.conn()).await?)
     }
 
     /// The token the lease carries now, if anyone holds it.
     pub async fn lease_token(&self) -> Result<Option<Token>, CacheError> {
         let lease: Option<String> =
-            redis::cmd("GET").arg(self.keys.leader()).query_async(&mut self.redis.manager()).await?;
+            redis::cmd("GET").arg(self.keys.leader()).query_async(&mut self.redis.conn()).await?;
         Ok(lease.and_then(|l| LeaseValue::parse(&l)).map(|l| l.token))
     }
 
@@ -76,7 +76,7 @@ impl Ledger {
     pub async fn leader(&self) -> Result<Option<LeaderInfo>, CacheError> {
         let key = self.keys.leader();
         let (value, pttl): (Option<String>, i64) =
-            redis::pipe().cmd("GET").arg(&key).cmd("PTTL").arg(&key).query_async(&mut self.redis.manager()).await?;
+            redis::pipe().cmd("GET").arg(&key).cmd("PTTL").arg(&key).query_async(&mut self.redis.conn()).await?;
         Ok(value.and_then(|v| LeaseValue::parse(&v)).map(|lease| LeaderInfo {
             id: lease.holder,
             since: DateTime::from_timestamp_millis(lease.since_ms).unwrap_or_default(),
@@ -96,7 +96,7 @@ impl Ledger {
             .arg(token)
             .arg(holder)
             .arg(TICK_CLAIM_TTL.as_secs())
-            .invoke_async(&mut self.redis.manager())
+            .invoke_async(&mut self.redis.conn())
             .await?;
         Ok(match claimed {
             1 => TickClaim::Claimed,
@@ -118,7 +118,7 @@ impl Ledger {
             .arg(self.keys.last_tick())
             .arg(json)
             .ignore()
-            .query_async::<()>(&mut self.redis.manager())
+            .query_async::<()>(&mut self.redis.conn())
             .await?;
         Ok(())
     }
@@ -129,7 +129,7 @@ impl Ledger {
             .arg(self.keys.ticks())
             .arg(TickCounters::MISSED)
             .arg(ticks)
-            .query_async::<()>(&mut self.redis.manager())
+            .query_async::<()>(&mut self.redis.conn())
             .await?;
         Ok(())
     }
@@ -137,7 +137,7 @@ impl Ledger {
     /// The most recent enqueued tick; `None` before the first (or if the value is unreadable).
     pub async fn last_tick(&self) -> Result<Option<LastTick>, CacheError> {
         let raw: Option<String> =
-            redis::cmd("GET").arg(self.keys.last_tick()).query_async(&mut self.redis.manager()).await?;
+            redis::cmd("GET").arg(self.keys.last_tick()).query_async(&mut self.redis.conn()).await?;
         Ok(raw.and_then(|json| serde_json::from_str(&json).ok()))
     }
 
@@ -148,7 +148,7 @@ impl Ledger {
             .arg(TickCounters::ENQUEUED)
             .arg(TickCounters::DUPLICATES)
             .arg(TickCounters::MISSED)
-            .query_async(&mut self.redis.manager())
+            .query_async(&mut self.redis.conn())
             .await?;
         Ok(TickCounters {
             enqueued: enqueued.unwrap_or(0),

@@ -1,10 +1,13 @@
 //! `ranq-faults`: faults on demand, for the reliability tests and `ranq-bench chaos`, without
 //! disturbing anything outside them: [`FaultProxy`], a TCP proxy in front of a service (Postgres)
-//! that can be cut (every open connection closed, new ones closed at once) and repaired. (A
-//! Redis to kill and restart empty is `ranq_launch::RedisServer`.)
+//! that can be cut (every open connection closed, new ones closed at once) and repaired; and
+//! [`sentinel::Sentinels`], a Redis Sentinel deployment that fails over on demand. (A Redis to
+//! kill and restart empty is `ranq_launch::RedisServer`.)
 //!
 //! Architecture Invariant: nothing in the production path depends on this crate; a test over
 //! `cargo metadata` holds the `ranq` binary to it.
+
+pub mod sentinel;
 
 use std::io;
 use std::net::SocketAddr;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_redis::{Config, RedisStorage};
 use ranq_core::{GroupId, Incoming, Keys, RefreshJob};
-use ranq_redis::Redis;
+use ranq_redis::{Redis, RedisConn};
 use ranq_runtime::settings::{ProducerSettings, WorkerSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,7 @@ pub struct QueueStats {
 /// The refresh queue of one namespace.
 #[derive(Clone)]
 pub struct Queue {
-    storage: RedisStorage<RefreshJob>,
+    storage: RedisStorage<RefreshJob, RedisConn>,
     pub(crate) redis: Redis,
     pub(crate) config: Config,
 }
@@ -114,19 +114,19 @@ impl Queue {
             // The pending flag of a group (see `coalescing`) expires by itself after this long,
             // should its job ever vanish without running.
             .idempotency_ttl(Some(PENDING_FLAG_TTL));
-        let storage = RedisStorage::new(redis.manager()).with_config(config.clone());
+        let storage = RedisStorage::new(redis.conn()).with_config(config.clone());
         Self { storage, redis: redis.clone(), config }
     }
 
-    pub(crate) fn conn(&self) -> redis::aio::ConnectionManager {
-        self.redis.manager()
+    pub(crate) fn conn(&self) -> ranq_redis::RedisConn {
+        self.redis.conn()
     }
 
     /// The storage to hand an apalis worker: the same queue, read as [`Incoming`], so that a
     /// payload that is valid JSON but not a refresh job reaches the handler (and the dead letter)
     /// instead of stopping the worker.
-    pub fn consumer_storage(&self) -> RedisStorage<Incoming> {
-        RedisStorage::new(self.redis.manager()).with_config(self.config.clone())
+    pub fn consumer_storage(&self) -> RedisStorage<Incoming, RedisConn> {
+        RedisStorage::new(self.redis.conn()).with_config(self.config.clone())
     }
 
     /// Pushes `jobs` as `pressure` allows: in chunks, each waiting while the backlog is full, up

@@ -52,7 +52,7 @@ fn limit_param(query: Option<&str>) -> Result<usize, IdError> {
         (status = 304, description = "Unchanged since the ETag in If-None-Match"),
         (status = 400, description = "Bad group id or limit", body = ErrorBody),
         (status = 404, description = "MISS", body = MissBody, headers(("X-Ranq-Status" = String, description = "MISS"))),
-        (status = 503, description = "Redis unavailable", body = ErrorBody),
+        (status = 503, description = "Redis does not answer, and this process holds no copy of the group young enough to serve", body = ErrorBody),
     ),
 )]
 pub(crate) async fn top(
@@ -112,7 +112,7 @@ fn rendered(response: TopResponse, age: Duration) -> Result<PreRendered, ApiErro
         (status = 200, description = "FRESH or STALE", body = MemberBody),
         (status = 400, description = "Bad group or member id", body = ErrorBody),
         (status = 404, description = "MISS (the group is not cached) or not in the top 100", body = MissBody),
-        (status = 503, description = "Redis unavailable", body = ErrorBody),
+        (status = 503, description = "Redis does not answer, and this process holds no copy of the group young enough to serve", body = ErrorBody),
     ),
 )]
 pub(crate) async fn member(

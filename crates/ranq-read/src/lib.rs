@@ -31,6 +31,7 @@ pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ranq_cache::Cache;
 use ranq_runtime::Shutdown;
@@ -67,6 +68,7 @@ impl Server {
         let state = AppState {
             cache: cache.clone(),
             policy: read.freshness(),
+            redis_wait: read.request_timeout.saturating_sub(Duration::from_millis(500)).max(Duration::from_millis(100)),
             metrics: Arc::new(ReadMetrics::new()),
             on_miss: OnMissRefresh::new(settings, &cache).map(Arc::new),
             local: local.clone(),

@@ -3,9 +3,12 @@
 //!
 //! Correctness never rests on it. Workers publish the groups of every batch they write on
 //! `<ns>:written`, and a subscriber drops those groups here at once; a copy also expires after
-//! `local_ttl` whatever happens to the messages. While the subscription is down, nothing is kept
+//! `local_ttl` whatever happens to the messages. While the subscription is down, no copy answers
 //! and every read goes to Redis; a subscription that dies silently is found out within seconds,
-//! because the subscriber stops hearing its own heartbeats. Status and `age_ms` are computed per
+//! because the subscriber stops hearing its own heartbeats. The copies held when it went down are
+//! kept for one use only: the last thing known of a group when Redis itself does not answer (a
+//! failover, say), served as its age says — FRESH, STALE, or not at all past `max_age` — instead
+//! of a 503. They go when the subscription is back. Status and `age_ms` are computed per
 //! request from the snapshot's `computed_at`, so a kept copy ages exactly like the one in Redis.
 
 use std::collections::HashMap;
@@ -43,6 +46,9 @@ pub struct KeptCopy {
 struct Kept {
     at: Instant,
     copy: Arc<KeptCopy>,
+    /// A worker announced a newer write of the group: this copy answers no read any more, but
+    /// stays the last thing known of it, should Redis not answer.
+    superseded: bool,
 }
 
 /// The copies, and whether the invalidation feed is live.
@@ -75,7 +81,7 @@ impl LocalSnapshots {
             return None;
         }
         let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        kept.get(&group).filter(|k| k.at.elapsed() < self.ttl).map(|k| k.copy.clone())
+        kept.get(&group).filter(|k| !k.superseded && k.at.elapsed() < self.ttl).map(|k| k.copy.clone())
     }
 
     /// The epoch to hand back to [`LocalSnapshots::keep`] after reading Redis.
@@ -105,21 +111,35 @@ impl LocalSnapshots {
                 kept.clear();
             }
         }
-        kept.insert(group, Kept { at: Instant::now(), copy });
+        kept.insert(group, Kept { at: Instant::now(), copy, superseded: false });
     }
 
     fn invalidate(&self, groups: &str) {
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         for group in groups.split(',').filter_map(|g| g.trim().parse::<GroupId>().ok()) {
-            kept.remove(&group);
+            if let Some(k) = kept.get_mut(&group) {
+                k.superseded = true;
+            }
         }
     }
 
+    /// The copies of `group` kept last, however old, for when Redis does not answer: the last the
+    /// process knew, which the caller judges by its age like any snapshot. Copies outlive a lost
+    /// feed for this alone; they are dropped once the feed is back.
+    pub fn last_known(&self, group: GroupId) -> Option<Arc<KeptCopy>> {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.get(&group).map(|k| k.copy.clone())
+    }
+
+    /// The feed came back (`true`: the copies missed its messages meanwhile, so they go) or was
+    /// lost (`false`: they stay, for [`LocalSnapshots::last_known`] only).
     fn set_live(&self, live: bool) {
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        kept.clear();
+        if live {
+            kept.clear();
+        }
         self.live.store(live, Ordering::Release);
     }
 
@@ -173,5 +193,56 @@ impl LocalSnapshots {
                 () = shutdown.wait() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(group: GroupId, version: i64) -> Snapshot {
+        Snapshot::new(group, version, vec![ranq_core::Entry { rank: 1, member: 1, score: version }])
+    }
+
+    fn live() -> Arc<LocalSnapshots> {
+        let local = LocalSnapshots::new(Duration::from_secs(60)).expect("a non-zero TTL keeps copies");
+        local.set_live(true);
+        local
+    }
+
+    fn version(copy: Option<Arc<KeptCopy>>) -> Option<i64> {
+        copy.and_then(|c| c.snapshot.as_ref().map(|s| s.version))
+    }
+
+    #[test]
+    fn an_announced_write_stops_the_copy_answering_but_keeps_it_as_the_last_known() {
+        let local = live();
+        local.keep(7, local.epoch(), Some(&snapshot(7, 1_000)), None);
+        assert_eq!(version(local.get(7)), Some(1_000));
+        local.invalidate("7,8");
+        assert_eq!(version(local.get(7)), None, "a superseded copy answers no read");
+        assert_eq!(version(local.last_known(7)), Some(1_000));
+    }
+
+    #[test]
+    fn a_read_that_raced_an_invalidation_is_not_kept() {
+        let local = live();
+        let before = local.epoch();
+        local.invalidate("7");
+        local.keep(7, before, Some(&snapshot(7, 1_000)), None);
+        assert_eq!(version(local.last_known(7)), None);
+    }
+
+    #[test]
+    fn copies_outlive_a_lost_feed_for_the_fallback_only_and_go_when_it_is_back() {
+        let local = live();
+        local.keep(7, local.epoch(), Some(&snapshot(7, 1_000)), None);
+        local.set_live(false);
+        assert_eq!(version(local.get(7)), None, "no copy answers while the feed is down");
+        assert_eq!(version(local.last_known(7)), Some(1_000));
+        local.keep(8, local.epoch(), Some(&snapshot(8, 1_000)), None);
+        assert_eq!(version(local.last_known(8)), None, "nothing new is kept while the feed is down");
+        local.set_live(true);
+        assert_eq!(version(local.last_known(7)), None, "the feed's missed messages void every copy");
     }
 }

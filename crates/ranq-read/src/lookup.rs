@@ -1,7 +1,8 @@
 //! Finding a group's answer: the in-memory copy when there is a live one, else Redis; and what a
 //! STALE or a MISS does besides answering. A STALE answer asks for a refresh in the background; a
 //! MISS asks for one and, with `read.miss_wait`, waits that long for it to land. A quarantined
-//! group is left to its slow retry.
+//! group is left to its slow retry. While Redis does not answer, the last copy a process holds
+//! answers, judged by its age.
 
 use std::time::Duration;
 
@@ -38,7 +39,11 @@ pub(crate) struct PreRendered {
 /// Reads a group's answer and records the read; a MISS (or Redis failing) is the error to send.
 pub(crate) async fn load(state: &AppState, group: GroupId, limit: usize) -> Result<Found, ApiError> {
     let started = Instant::now();
-    match read_kept_or_fetched(state, group, limit).await {
+    let read = match tokio::time::timeout(state.redis_wait, read_kept_or_fetched(state, group, limit)).await {
+        Ok(read) => read.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("redis did not answer within {:?}", state.redis_wait)),
+    };
+    match read {
         Ok(ReadOutcome::Served { response, age }) => {
             if response.status == Freshness::Stale && !response.quarantined {
                 refresh_in_background(state, group);
@@ -56,8 +61,23 @@ pub(crate) async fn load(state: &AppState, group: GroupId, limit: usize) -> Resu
             state.metrics.record(Freshness::Miss, age);
             Err(ApiError::Miss { group, refresh_error: error })
         }
-        Err(e) => Err(ApiError::CacheUnavailable(e.to_string())),
+        Err(e) => match last_known(state, group, limit) {
+            // Redis does not answer: the last copy this process holds, judged by its age.
+            Some(ReadOutcome::Served { response, age }) => {
+                tracing::debug!(group, error = %e, "cache unavailable; answered from the last copy held");
+                state.metrics.record(response.status, Some(age));
+                Ok(Found { response, age })
+            }
+            _ => Err(ApiError::CacheUnavailable(e)),
+        },
     }
+}
+
+/// What the last copy this process holds of `group` says, whatever its age: for a read that
+/// Redis could not answer.
+fn last_known(state: &AppState, group: GroupId, limit: usize) -> Option<ReadOutcome> {
+    let copy = state.local.as_ref()?.last_known(group)?;
+    Some(classify(copy.snapshot.clone(), copy.health.clone(), &state.policy, limit, chrono::Utc::now()))
 }
 
 /// The answer from a live in-memory copy: no Redis, no decoding, no serialising of entries.

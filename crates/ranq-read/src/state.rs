@@ -15,6 +15,10 @@ use crate::status::SharedStatus;
 pub(crate) struct AppState {
     pub cache: Cache,
     pub policy: FreshnessPolicy,
+    /// How long a read waits for Redis: short of the request timeout, so that a Redis in trouble
+    /// (a failover under way) gets an answer of ours — the last copy held, or a JSON 503 — rather
+    /// than the timeout layer's.
+    pub redis_wait: std::time::Duration,
     pub metrics: Arc<ReadMetrics>,
     /// Refresh on read; `None` when `read.on_miss` is `none`.
     pub on_miss: Option<Arc<OnMissRefresh>>,

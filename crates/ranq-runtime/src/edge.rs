@@ -25,7 +25,8 @@ pub struct GlobalArgs {
     /// Source database: postgres://… or sqlite:path.db.
     #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Redis holding the cache and the queue.
+    /// Redis holding the cache and the queue: redis://…, rediss://… (TLS),
+    /// redis+sentinel://s1,s2/<master> (Sentinel).
     #[arg(long, global = true, env = "REDIS_URL", value_name = "URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key, so several fleets can share one Redis.

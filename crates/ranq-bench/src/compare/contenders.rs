@@ -143,7 +143,7 @@ pub struct ShardedReader {
 impl Reader for ShardedReader {
     async fn read(&self, group: GroupId) -> anyhow::Result<Read> {
         let raw: Option<String> =
-            redis::cmd("GET").arg(snapshot_key(&self.prefix, group)).query_async(&mut self.redis.manager()).await?;
+            redis::cmd("GET").arg(snapshot_key(&self.prefix, group)).query_async(&mut self.redis.conn()).await?;
         let snapshot = raw.and_then(|json| serde_json::from_str(&json).ok());
         Ok(judged(snapshot, self.stale_after, self.max_age))
     }
@@ -187,7 +187,7 @@ impl ShardedLock {
     }
 
     async fn walk(&self, round: u64) -> anyhow::Result<()> {
-        let mut conn = self.redis.manager();
+        let mut conn = self.redis.conn();
         let ttl = u64::try_from(self.period.as_millis()).unwrap_or(u64::MAX);
         for chunk in self.groups.chunks(BATCH) {
             let mut pipe = redis::pipe();
@@ -281,7 +281,7 @@ impl OnDemand {
     }
 
     async fn cached(&self, group: GroupId) -> anyhow::Result<Option<Snapshot>> {
-        let raw: Option<String> = redis::cmd("GET").arg(self.key(group)).query_async(&mut self.redis.manager()).await?;
+        let raw: Option<String> = redis::cmd("GET").arg(self.key(group)).query_async(&mut self.redis.conn()).await?;
         Ok(raw.and_then(|json| serde_json::from_str(&json).ok()))
     }
 
@@ -294,7 +294,7 @@ impl OnDemand {
             .arg("NX")
             .arg("PX")
             .arg(ms)
-            .query_async(&mut self.redis.manager())
+            .query_async(&mut self.redis.conn())
             .await?;
         if taken.is_none() {
             self.counters.lock_conflicts.fetch_add(1, Ordering::Relaxed);
@@ -325,13 +325,13 @@ impl OnDemand {
                 .cmd("DEL")
                 .arg(self.lock_key(group))
                 .ignore()
-                .query_async::<()>(&mut self.redis.manager())
+                .query_async::<()>(&mut self.redis.conn())
                 .await?;
             anyhow::Ok(snapshot)
         }
         .await;
         if result.is_err() {
-            let _ = redis::cmd("DEL").arg(self.lock_key(group)).query_async::<()>(&mut self.redis.manager()).await;
+            let _ = redis::cmd("DEL").arg(self.lock_key(group)).query_async::<()>(&mut self.redis.conn()).await;
         }
         result
     }
@@ -376,7 +376,7 @@ impl Reader for OnDemand {
         let snapshot = if self.try_lock(group).await? {
             match self.cached(group).await? {
                 Some(s) => {
-                    redis::cmd("DEL").arg(self.lock_key(group)).query_async::<()>(&mut self.redis.manager()).await?;
+                    redis::cmd("DEL").arg(self.lock_key(group)).query_async::<()>(&mut self.redis.conn()).await?;
                     Some(s)
                 }
                 None => Some(self.compute(group).await?),

@@ -1,0 +1,128 @@
+//! What a `REDIS_URL` names: one server (`redis://`, `rediss://`, `redis+unix://`), or a master
+//! found through Sentinel (`redis+sentinel://` and, with TLS, `rediss+sentinel://`).
+
+use crate::error::{NOT_A_REDIS_URL, RedisError};
+
+/// The default port of a sentinel.
+const SENTINEL_PORT: u16 = 26379;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// One server, at this URL.
+    Direct(String),
+    Sentinel(SentinelTarget),
+}
+
+/// A master named `master`, found by asking `sentinels`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SentinelTarget {
+    pub sentinels: Vec<(String, u16)>,
+    pub master: String,
+    /// TLS to the sentinels and the data nodes.
+    pub tls: bool,
+    /// `#insecure`: TLS without verifying certificates (a test deployment only).
+    pub insecure: bool,
+    /// `user:password@`, or `:password@`, for the data nodes (empty: none).
+    pub credentials: String,
+    pub db: i64,
+}
+
+impl SentinelTarget {
+    /// The URL of a data node at `host:port`, with this target's credentials, TLS and database.
+    pub fn node_url(&self, host: &str, port: u16) -> String {
+        let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+        format!("{}://{}{host}:{port}/{}{}", self.scheme(), self.credentials, self.db, self.fragment())
+    }
+
+    /// The URL of a sentinel, with the target's credentials or without them. Sentinels are
+    /// often open to anyone who can reach them and refuse an `AUTH`; asked first without, a
+    /// sentinel that requires a password gets the data nodes' one.
+    pub fn sentinel_url(&self, (host, port): &(String, u16), with_credentials: bool) -> String {
+        let credentials = if with_credentials { self.credentials.as_str() } else { "" };
+        format!("{}://{credentials}{host}:{port}{}", self.scheme(), self.fragment())
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls { "rediss" } else { "redis" }
+    }
+
+    fn fragment(&self) -> &'static str {
+        if self.tls && self.insecure { "#insecure" } else { "" }
+    }
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Result<Self, &'static str> {
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("rediss+sentinel://") {
+            (true, rest)
+        } else {
+            return redis::Client::open(url).map(|_| Self::Direct(url.to_owned())).map_err(|_| NOT_A_REDIS_URL);
+        };
+        let (authority, path) = rest.split_once('/').ok_or(NOT_A_REDIS_URL)?;
+        let (credentials, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+            None => (String::new(), authority),
+        };
+        let mut sentinels = Vec::new();
+        for host in hosts.split(',') {
+            let sentinel = match host.rsplit_once(':') {
+                Some((name, port)) if !name.is_empty() => (name, port.parse().map_err(|_| NOT_A_REDIS_URL)?),
+                None if !host.is_empty() => (host, SENTINEL_PORT),
+                _ => return Err(NOT_A_REDIS_URL),
+            };
+            sentinels.push((sentinel.0.to_owned(), sentinel.1));
+        }
+        let insecure = path.ends_with("#insecure");
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        let mut parts = path.split('/');
+        let master = parts.next().filter(|m| !m.is_empty()).ok_or(NOT_A_REDIS_URL)?.to_owned();
+        let db = match parts.next().filter(|d| !d.is_empty()) {
+            Some(db) => db.parse().map_err(|_| NOT_A_REDIS_URL)?,
+            None => 0,
+        };
+        Ok(Self::Sentinel(SentinelTarget { sentinels, master, tls, insecure, credentials, db }))
+    }
+
+    pub fn parse_for(url: &str) -> Result<Self, RedisError> {
+        Self::parse(url).map_err(|_| RedisError::BadUrl { url: ranq_core::redact_url(url) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentinel_urls_name_their_sentinels_master_credentials_and_database() {
+        let Ok(Target::Sentinel(t)) = Target::parse("redis+sentinel://:pw@s1:26380,s2/mymaster/3") else {
+            panic!("a sentinel URL")
+        };
+        assert_eq!(t.sentinels, vec![("s1".to_owned(), 26380), ("s2".to_owned(), 26379)]);
+        assert_eq!((t.master.as_str(), t.db, t.tls), ("mymaster", 3, false));
+        assert_eq!(t.node_url("10.0.0.5", 6380), "redis://:pw@10.0.0.5:6380/3");
+        assert_eq!(t.sentinel_url(&t.sentinels[0], false), "redis://s1:26380");
+        assert_eq!(t.sentinel_url(&t.sentinels[0], true), "redis://:pw@s1:26380");
+        let Ok(Target::Sentinel(t)) = Target::parse("rediss+sentinel://s1/m") else { panic!("TLS sentinel URL") };
+        assert_eq!(
+            (t.node_url("h", 1), t.sentinel_url(&t.sentinels[0], false)),
+            ("rediss://h:1/0".into(), "rediss://s1:26379".into())
+        );
+        let Ok(Target::Sentinel(t)) = Target::parse("rediss+sentinel://s1/m/2#insecure") else { panic!("insecure") };
+        assert_eq!(
+            (t.node_url("h", 1), t.sentinel_url(&t.sentinels[0], false)),
+            ("rediss://h:1/2#insecure".into(), "rediss://s1:26379#insecure".into())
+        );
+    }
+
+    #[test]
+    fn urls_that_name_nothing_are_refused() {
+        for url in
+            ["redis+sentinel://s1:26379", "redis+sentinel://s1:26379/", "redis+sentinel://s1:x/m", "localhost:6379"]
+        {
+            assert!(Target::parse(url).is_err(), "{url}");
+        }
+        assert_eq!(Target::parse("redis://h:6379/0"), Ok(Target::Direct("redis://h:6379/0".into())));
+    }
+}
