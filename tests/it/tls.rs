@@ -165,6 +165,13 @@ async fn the_fleet_runs_on_a_tls_redis_verified_against_its_ca() {
     assert_eq!((out.status.code(), err.trim().lines().count()), (Some(1), 1), "{err}");
     assert!(err.contains("rediss://"), "the error suggests the other scheme: {err}");
 
+    // The TLS settings do not stand in the way of a plaintext URL.
+    let out = output_within(
+        env.ranq().env("REDIS_URL", &env.redis_url).env("RANQ_REDIS__TLS_CA_FILE", &ca_file).args(["status", "--json"]),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "a plaintext URL with redis.tls_ca_file set: {}", stderr(&out));
+
     // Unverified TLS only when asked for, and then said.
     let insecure = format!("{}/#insecure", redis.url());
     let out = output_within(env.ranq().env("REDIS_URL", &insecure).args(["status", "--json"]), Duration::from_secs(20));

@@ -22,7 +22,9 @@ pub(crate) fn client(url: &str, tls: &RedisSettings) -> Result<redis::Client, Re
         url.to_owned()
     };
     let bad_url = |_| RedisError::BadUrl { url: shown.clone() };
-    if tls.tls_ca_file.is_none() && tls.tls_cert_file.is_none() {
+    // The TLS files are for TLS URLs: one config file may serve a plaintext Redis in one place
+    // and a TLS one in another.
+    if !url.starts_with("rediss://") || (tls.tls_ca_file.is_none() && tls.tls_cert_file.is_none()) {
         return redis::Client::open(url.as_str()).map_err(bad_url);
     }
     let root_cert = tls.tls_ca_file.as_deref().map(|p| read("redis.tls_ca_file", p)).transpose()?;
