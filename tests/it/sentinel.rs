@@ -122,6 +122,22 @@ async fn a_fleet_follows_the_master_through_two_sentinel_failovers_and_loses_not
     env.cleanup().await;
 }
 
+/// Starts a worker with `ranq`'s connection, refreshes the three seeded groups through it with
+/// `ranq refresh --wait`, and checks that `ranq get` reads each back equal to the SQL truth.
+/// Returns the worker, still running.
+async fn refreshes_and_reads_true(sql: &Sql, ranq: impl Fn(&[&str]) -> std::process::Command) -> Proc {
+    let worker = Proc::spawn("worker", ranq(&["worker"]));
+    let refreshed = ranq(&["refresh", "1", "2", "3", "--wait"]).output().unwrap();
+    assert!(refreshed.status.success(), "refresh: {}", String::from_utf8_lossy(&refreshed.stderr));
+    for group in 1..=3 {
+        let got = ranq(&["get", &group.to_string(), "--json"]).output().unwrap();
+        let body: Value = serde_json::from_slice(&got.stdout).expect("get --json prints JSON");
+        let entries: Vec<ranq_core::Entry> = serde_json::from_value(body["entries"].clone()).unwrap();
+        assert_eq!(entries, truth(sql, group).await, "group {group}");
+    }
+    worker
+}
+
 /// Managed Sentinel deployments protect the sentinels and the data nodes with a password: the
 /// URL's credentials reach both, and credentials that are wrong or missing are a configuration
 /// error (exit code 2) that names the fix and never prints the password.
@@ -140,13 +156,7 @@ async fn a_password_protected_sentinel_deployment_is_reached_with_the_urls_crede
         cmd.args(args).env("REDIS_URL", url);
         cmd
     };
-    let mut worker = Proc::spawn("worker", with(&url, &["worker"]));
-    let refreshed = with(&url, &["refresh", "1", "2", "3", "--wait"]).output().unwrap();
-    assert!(refreshed.status.success(), "refresh through Sentinel: {}", String::from_utf8_lossy(&refreshed.stderr));
-    let got = with(&url, &["get", "2", "--json"]).output().unwrap();
-    let body: Value = serde_json::from_slice(&got.stdout).expect("get --json prints JSON");
-    let entries: Vec<ranq_core::Entry> = serde_json::from_value(body["entries"].clone()).unwrap();
-    assert_eq!(entries, truth(&sql, 2).await);
+    let mut worker = refreshes_and_reads_true(&sql, |args| with(&url, args)).await;
 
     for (url, what) in
         [(url.replace("s3cret-pw", "wrong-pw"), "a wrong password"), (url.replace(":s3cret-pw@", ""), "no password")]
@@ -160,6 +170,17 @@ async fn a_password_protected_sentinel_deployment_is_reached_with_the_urls_crede
             "{what}: the password never shows: {stderr}"
         );
     }
+    // A named ACL user reaches sentinels that know only a password; one without `+role` is told
+    // what to grant.
+    let master = sentinels.master_port().await.unwrap();
+    let mut acl = redis::cmd("ACL");
+    acl.arg("SETUSER").arg("norole").arg("on").arg(">s3cret-pw").arg("~*").arg("&*").arg("+@all").arg("-role");
+    sentinels.query::<()>(master, &acl).await.unwrap();
+    let no_role = with(&url.replace(":s3cret-pw@", "norole:s3cret-pw@"), &["status"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&no_role.stderr);
+    assert_eq!(no_role.status.code(), Some(2), "a user without +role is a configuration error: {stderr}");
+    assert!(stderr.contains("refused a command to this user"), "{stderr}");
+
     let unknown = with(&url.replace("/ranqmaster", "/nosuchmaster"), &["status"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert_eq!(unknown.status.code(), Some(2), "a master name no sentinel knows is a configuration error: {stderr}");
@@ -193,13 +214,7 @@ async fn a_tls_only_sentinel_deployment_is_reached_and_verified_with_the_configu
         cmd
     };
     let ca_file = ca.dir.join("ca.pem");
-    let mut worker = Proc::spawn("worker", with(&ca_file, &["worker"]));
-    let refreshed = with(&ca_file, &["refresh", "1", "2", "3", "--wait"]).output().unwrap();
-    assert!(refreshed.status.success(), "refresh over TLS: {}", String::from_utf8_lossy(&refreshed.stderr));
-    let got = with(&ca_file, &["get", "3", "--json"]).output().unwrap();
-    let body: Value = serde_json::from_slice(&got.stdout).expect("get --json prints JSON");
-    let entries: Vec<ranq_core::Entry> = serde_json::from_value(body["entries"].clone()).unwrap();
-    assert_eq!(entries, truth(&sql, 3).await);
+    let mut worker = refreshes_and_reads_true(&sql, |args| with(&ca_file, args)).await;
 
     let refused = with(&other.dir.join("ca.pem"), &["status"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&refused.stderr);

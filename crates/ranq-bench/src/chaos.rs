@@ -1,8 +1,8 @@
 //! `ranq-bench chaos`: a real fleet — two producers, workers and the read API, as processes —
 //! under a fault every `--every`, for `--duration`, with a reader hammering the API meanwhile.
-//! It runs on services of its own: a private `redis-server` (which it kills and restarts empty),
-//! or with `--sentinel` a Sentinel deployment (which it fails over), and a TCP proxy in front of
-//! its Postgres schema (which it cuts), so nothing else is disturbed.
+//! It runs on services of its own, so nothing else is disturbed: a private `redis-server` (which
+//! it kills and restarts empty) or, with `--sentinel`, a Sentinel deployment (which it fails
+//! over), and a TCP proxy in front of its Postgres schema (which it cuts).
 //!
 //! Faults, in turn: a worker SIGKILLed (and started again), the leading producer SIGKILLed (and
 //! started again), the leading producer paused (SIGSTOP) past its lease and resumed, Redis killed
@@ -54,7 +54,7 @@ enum Fault {
 }
 
 impl Fault {
-    /// Every kind, in the order the report lists them.
+    /// Every kind, in the order they are injected and reported.
     const ALL: [Self; 6] = [
         Self::WorkerKilled,
         Self::LeaderKilled,
@@ -63,13 +63,17 @@ impl Fault {
         Self::SentinelFailover,
         Self::DatabaseCut,
     ];
-}
 
-const FAULTS: [Fault; 5] =
-    [Fault::WorkerKilled, Fault::LeaderKilled, Fault::LeaderPaused, Fault::RedisRestartedEmpty, Fault::DatabaseCut];
-/// On Sentinel the master fails over where a lone Redis would restart empty.
-const SENTINEL_FAULTS: [Fault; 5] =
-    [Fault::WorkerKilled, Fault::LeaderKilled, Fault::LeaderPaused, Fault::SentinelFailover, Fault::DatabaseCut];
+    /// Whether the fault can be injected into a fleet on `service`: on Sentinel the master
+    /// fails over where a lone Redis would restart empty.
+    fn applies_to(self, service: &Service) -> bool {
+        match self {
+            Self::RedisRestartedEmpty => matches!(service, Service::Lone(_)),
+            Self::SentinelFailover => matches!(service, Service::Sentinel(_)),
+            _ => true,
+        }
+    }
+}
 
 /// The Redis the fleet runs on.
 enum Service {
@@ -93,11 +97,9 @@ impl Service {
         }
     }
 
-    fn faults(&self) -> &'static [Fault] {
-        match self {
-            Self::Lone(_) => &FAULTS,
-            Self::Sentinel(_) => &SENTINEL_FAULTS,
-        }
+    /// The faults that apply to this service, in turn.
+    fn faults(&self) -> Vec<Fault> {
+        Fault::ALL.into_iter().filter(|f| f.applies_to(self)).collect()
     }
 }
 
@@ -279,8 +281,8 @@ async fn fault_in_turn(
 ) -> anyhow::Result<HashMap<Fault, PerFault>> {
     let mut faults: HashMap<Fault, PerFault> = HashMap::new();
     let started = Instant::now();
+    let kinds = redis.faults();
     for i in 0.. {
-        let kinds = redis.faults();
         if started.elapsed() >= args.duration && i >= kinds.len() {
             break;
         }

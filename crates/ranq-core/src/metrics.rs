@@ -20,6 +20,8 @@ pub const CACHE_AGE_SECONDS: &str = "ranq_cache_age_seconds";
 pub const READ_REFRESHES_TOTAL: &str = "ranq_read_refreshes_total";
 /// MISSes that waited for the refresh they asked for, by outcome.
 pub const READ_MISS_WAITS_TOTAL: &str = "ranq_read_miss_waits_total";
+/// Reads Redis did not answer, by how they were answered.
+pub const READ_UNANSWERED_TOTAL: &str = "ranq_read_redis_unanswered_total";
 
 /// One exported metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +100,13 @@ pub const METRICS: &[MetricDoc] = &[
         labels: r#"outcome="served|missed""#,
         from: "serve",
         help: "MISSes that waited for the refresh they asked for: served in time, or still missing.",
+    },
+    MetricDoc {
+        name: READ_UNANSWERED_TOTAL,
+        kind: "counter",
+        labels: r#"answer="copy|unavailable""#,
+        from: "serve",
+        help: "Reads that Redis did not answer (or that met a master being looked for): served from the process's last in-memory copy, or answered 503.",
     },
 ];
 

@@ -173,10 +173,17 @@ impl Sentinels {
         }
     }
 
-    async fn query<T: redis::FromRedisValue>(&self, port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+    /// One question to the process on `port` (a data node or a sentinel), with the deployment's
+    /// password and TLS, answered within two seconds or failed.
+    pub async fn query<T: redis::FromRedisValue>(&self, port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
         let client = redis::Client::open(self.node_url(port))?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        cmd.query_async(&mut conn).await
+        let asked = async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            cmd.query_async(&mut conn).await
+        };
+        tokio::time::timeout(Duration::from_secs(2), asked).await.unwrap_or_else(|_| {
+            Err(io::Error::new(io::ErrorKind::TimedOut, format!("port {port} did not answer within 2 s")).into())
+        })
     }
 
     async fn wait_until_ready(&self) -> io::Result<()> {

@@ -42,6 +42,11 @@ pub struct KeptCopy {
     pub rendered: Option<RenderedEntries>,
 }
 
+/// The version of a copy's snapshot; `None` (no snapshot) is older than any.
+fn version(copy: &KeptCopy) -> Option<ranq_core::Version> {
+    copy.snapshot.as_ref().map(|s| s.version)
+}
+
 #[derive(Debug, Clone)]
 struct Kept {
     at: Instant,
@@ -89,9 +94,11 @@ impl LocalSnapshots {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Keeps what a read found in Redis, unless an invalidation came since `epoch`.
+    /// Keeps what a read found in Redis. If an invalidation came since `epoch`, the read may be
+    /// what it was about: then it answers no read, but is still the last thing known of the
+    /// group when it is no older than the copy held.
     pub fn keep(&self, group: GroupId, epoch: u64, snapshot: Option<&Snapshot>, health: Option<&GroupHealth>) {
-        if !self.live.load(Ordering::Acquire) || self.epoch.load(Ordering::Acquire) != epoch {
+        if !self.live.load(Ordering::Acquire) {
             return;
         }
         // Rendered outside the lock that every read takes.
@@ -101,7 +108,8 @@ impl LocalSnapshots {
             health: health.cloned(),
         });
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.epoch.load(Ordering::Acquire) != epoch {
+        let superseded = self.epoch.load(Ordering::Acquire) != epoch;
+        if superseded && kept.get(&group).is_some_and(|k| version(&k.copy) > version(&copy)) {
             return;
         }
         if kept.len() >= CAPACITY {
@@ -111,7 +119,7 @@ impl LocalSnapshots {
                 kept.clear();
             }
         }
-        kept.insert(group, Kept { at: Instant::now(), copy, superseded: false });
+        kept.insert(group, Kept { at: Instant::now(), copy, superseded });
     }
 
     fn invalidate(&self, groups: &str) {
@@ -124,7 +132,7 @@ impl LocalSnapshots {
         }
     }
 
-    /// The copies of `group` kept last, however old, for when Redis does not answer: the last the
+    /// The copy of `group` kept last, however old, for when Redis does not answer: the last the
     /// process knew, which the caller judges by its age like any snapshot. Copies outlive a lost
     /// feed for this alone; they are dropped once the feed is back.
     pub fn last_known(&self, group: GroupId) -> Option<Arc<KeptCopy>> {
@@ -211,7 +219,7 @@ mod tests {
     }
 
     fn version(copy: Option<Arc<KeptCopy>>) -> Option<i64> {
-        copy.and_then(|c| c.snapshot.as_ref().map(|s| s.version))
+        copy.and_then(|c| super::version(&c))
     }
 
     #[test]
@@ -225,12 +233,16 @@ mod tests {
     }
 
     #[test]
-    fn a_read_that_raced_an_invalidation_is_not_kept() {
+    fn a_read_that_raced_an_invalidation_answers_nothing_but_is_the_last_known_unless_older() {
         let local = live();
+        local.keep(7, local.epoch(), Some(&snapshot(7, 2_000)), None);
         let before = local.epoch();
         local.invalidate("7");
         local.keep(7, before, Some(&snapshot(7, 1_000)), None);
-        assert_eq!(version(local.last_known(7)), None);
+        assert_eq!(version(local.last_known(7)), Some(2_000), "an older read does not replace a newer copy");
+        local.keep(7, before, Some(&snapshot(7, 3_000)), None);
+        assert_eq!(version(local.get(7)), None, "a read that raced an invalidation answers no read");
+        assert_eq!(version(local.last_known(7)), Some(3_000));
     }
 
     #[test]

@@ -39,6 +39,13 @@ pub(crate) struct PreRendered {
 /// Reads a group's answer and records the read; a MISS (or Redis failing) is the error to send.
 pub(crate) async fn load(state: &AppState, group: GroupId, limit: usize) -> Result<Found, ApiError> {
     let started = Instant::now();
+    // While the connection looks for a new master, the old one may be a dead host that answers
+    // nothing until the timeout: a copy held answers at once instead.
+    if state.cache.redis().is_finding_master()
+        && let Some(found) = from_last_copy(state, group, limit, "the Redis master is being looked for")
+    {
+        return Ok(found);
+    }
     let read = match tokio::time::timeout(state.redis_wait, read_kept_or_fetched(state, group, limit)).await {
         Ok(read) => read.map_err(|e| e.to_string()),
         Err(_) => Err(format!("redis did not answer within {:?}", state.redis_wait)),
@@ -61,23 +68,27 @@ pub(crate) async fn load(state: &AppState, group: GroupId, limit: usize) -> Resu
             state.metrics.record(Freshness::Miss, age);
             Err(ApiError::Miss { group, refresh_error: error })
         }
-        Err(e) => match last_known(state, group, limit) {
-            // Redis does not answer: the last copy this process holds, judged by its age.
-            Some(ReadOutcome::Served { response, age }) => {
-                tracing::debug!(group, error = %e, "cache unavailable; answered from the last copy held");
-                state.metrics.record(response.status, Some(age));
-                Ok(Found { response, age })
+        Err(e) => match from_last_copy(state, group, limit, &e) {
+            Some(found) => Ok(found),
+            None => {
+                state.metrics.record_unanswered(false);
+                Err(ApiError::CacheUnavailable(e))
             }
-            _ => Err(ApiError::CacheUnavailable(e)),
         },
     }
 }
 
-/// What the last copy this process holds of `group` says, whatever its age: for a read that
-/// Redis could not answer.
-fn last_known(state: &AppState, group: GroupId, limit: usize) -> Option<ReadOutcome> {
+/// The answer from the last copy this process holds of `group`, judged by its age (FRESH or
+/// STALE; past `max_age` it answers nothing), for a read that Redis cannot answer because of
+/// `why`.
+fn from_last_copy(state: &AppState, group: GroupId, limit: usize, why: &str) -> Option<Found> {
     let copy = state.local.as_ref()?.last_known(group)?;
-    Some(classify(copy.snapshot.clone(), copy.health.clone(), &state.policy, limit, chrono::Utc::now()))
+    let outcome = classify(copy.snapshot.clone(), copy.health.clone(), &state.policy, limit, chrono::Utc::now());
+    let ReadOutcome::Served { response, age } = outcome else { return None };
+    tracing::debug!(group, why, "redis does not answer; answered from the last copy held");
+    state.metrics.record(response.status, Some(age));
+    state.metrics.record_unanswered(true);
+    Some(Found { response, age })
 }
 
 /// The answer from a live in-memory copy: no Redis, no decoding, no serialising of entries.

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the read API: `ranq_reads_total{status}`, `ranq_cache_age_seconds`,
-//! `ranq_read_refreshes_total{outcome}` and `ranq_read_miss_waits_total{outcome}`.
+//! `ranq_read_refreshes_total{outcome}`, `ranq_read_miss_waits_total{outcome}` and
+//! `ranq_read_redis_unanswered_total{answer}`.
 //!
 //! The recorder is owned by the server rather than installed globally, so several servers (in
 //! tests, or `ranq up`) each count their own requests.
@@ -7,7 +8,9 @@
 use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder, with_local_recorder};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use ranq_core::Freshness;
-use ranq_core::metrics::{CACHE_AGE_SECONDS, READ_MISS_WAITS_TOTAL, READ_REFRESHES_TOTAL, READS_TOTAL, help};
+use ranq_core::metrics::{
+    CACHE_AGE_SECONDS, READ_MISS_WAITS_TOTAL, READ_REFRESHES_TOTAL, READ_UNANSWERED_TOTAL, READS_TOTAL, help,
+};
 
 /// Age buckets from 100 ms to an hour: they span the default `stale_after` (90 s) and `max_age`
 /// (10 min).
@@ -21,6 +24,8 @@ pub struct ReadMetrics {
     age: Histogram,
     /// MISSes that waited (`read.miss_wait`) for a refresh: [served in time, still missing].
     waits: [Counter; 2],
+    /// Reads Redis did not answer: [served from the last copy, 503].
+    unanswered: [Counter; 2],
 }
 
 impl std::fmt::Debug for ReadMetrics {
@@ -53,13 +58,17 @@ impl ReadMetrics {
             let key = Key::from_parts(READ_MISS_WAITS_TOTAL, vec![Label::new("outcome", outcome)]);
             recorder.register_counter(&key, &metadata)
         });
+        let unanswered = ["copy", "unavailable"].map(|answer| {
+            let key = Key::from_parts(READ_UNANSWERED_TOTAL, vec![Label::new("answer", answer)]);
+            recorder.register_counter(&key, &metadata)
+        });
         with_local_recorder(&recorder, || {
-            for name in [READS_TOTAL, READ_REFRESHES_TOTAL, READ_MISS_WAITS_TOTAL] {
+            for name in [READS_TOTAL, READ_REFRESHES_TOTAL, READ_MISS_WAITS_TOTAL, READ_UNANSWERED_TOTAL] {
                 metrics::describe_counter!(name, help(name));
             }
             metrics::describe_histogram!(CACHE_AGE_SECONDS, help(CACHE_AGE_SECONDS));
         });
-        Self { recorder, handle, reads, age, waits }
+        Self { recorder, handle, reads, age, waits, unanswered }
     }
 
     /// Records one read: its status and, when a snapshot was found, its age.
@@ -78,6 +87,11 @@ impl ReadMetrics {
     /// Records the end of a MISS's wait for its refresh: `served` if the refresh landed in time.
     pub fn record_wait(&self, served: bool) {
         self.waits[usize::from(!served)].increment(1);
+    }
+
+    /// Records a read Redis did not answer: `from_copy` if the last in-memory copy served it.
+    pub fn record_unanswered(&self, from_copy: bool) {
+        self.unanswered[usize::from(!from_copy)].increment(1);
     }
 
     /// Records what a read's request for a refresh did.

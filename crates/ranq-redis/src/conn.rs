@@ -1,12 +1,16 @@
 //! The connection every owner of keys talks through: a multiplexed connection that reconnects by
 //! itself (redis-rs's connection manager), and — for a Sentinel URL — moves to the new master
 //! when the one it talks to stops being it. A write refused as `READONLY` (the old master,
-//! demoted to a replica), a dropped connection or a refused one makes it ask the sentinels
-//! again; the command that met the error fails, and the caller's own retry (the worker's, the
-//! next tick's) goes to the new master.
+//! demoted to a replica), a dropped connection or a refused one starts a search of the sentinels
+//! in a task of its own, one at a time and at most every [`SEARCH_EVERY`]; the command that met
+//! the error fails at once, as do those meeting errors while the search runs, and the callers'
+//! own retries (the worker's, the next tick's) go to the new master once it is found.
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use ranq_runtime::settings::RedisSettings;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -19,13 +23,20 @@ use crate::tls::{answers_plaintext, client, is_tls_failure};
 /// Longest wait for any one reply.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The least time between two searches for the master, so that a storm of failing commands asks
+/// the sentinels a few times a second, not once per command.
+const SEARCH_EVERY: Duration = Duration::from_millis(250);
+/// The longest a search may take: the sentinels asked (twice, when they want credentials), the
+/// servers they name asked for their role, and a connection opened to the master.
+const SEARCH_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// The server a connection talks to now.
 #[derive(Clone)]
 pub(crate) struct Current {
     pub manager: ConnectionManager,
     /// For pub/sub, which needs a connection of its own.
     pub client: redis::Client,
-    /// Bumped by every move, so that concurrent errors move once.
+    /// Bumped by every move, so that an error met before a move starts no search after it.
     pub generation: u64,
     pub url: String,
 }
@@ -35,7 +46,19 @@ struct Shared {
     /// How to find the master again; `None` for a URL that names one server.
     finder: Option<MasterFinder>,
     tls: RedisSettings,
-    moving: tokio::sync::Mutex<()>,
+    /// Set while a search runs: there is one at a time.
+    searching: AtomicBool,
+    /// When the last search started.
+    last_search: Mutex<Option<Instant>>,
+}
+
+/// Clears [`Shared::searching`] when the search ends, however it ends.
+struct Searching(Arc<Shared>);
+
+impl Drop for Searching {
+    fn drop(&mut self) {
+        self.0.searching.store(false, Ordering::Release);
+    }
 }
 
 /// A connection to one Redis, or to whichever server Sentinel says is the master. Cheap to clone:
@@ -72,7 +95,8 @@ pub(crate) async fn open(url: &str, tls: &RedisSettings) -> Result<(ConnectionMa
     }
 }
 
-/// Whether an error says the server is not (or no longer) the master this connection wants.
+/// Whether an error may mean the master moved: a write refused as `READONLY` (the master was
+/// demoted), or the server gone (dropped, refused, silent) as a master that died would be.
 fn points_elsewhere(error: &redis::RedisError) -> bool {
     error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
         || error.to_string().contains("READONLY")
@@ -95,26 +119,57 @@ impl RedisConn {
     }
 
     fn new(current: Current, finder: Option<MasterFinder>, tls: &RedisSettings) -> Self {
-        let shared =
-            Shared { current: RwLock::new(current), finder, tls: tls.clone(), moving: tokio::sync::Mutex::new(()) };
+        let shared = Shared {
+            current: RwLock::new(current),
+            finder,
+            tls: tls.clone(),
+            searching: AtomicBool::new(false),
+            last_search: Mutex::new(None),
+        };
         Self { shared: Arc::new(shared) }
     }
 
     pub(crate) fn current(&self) -> Current {
-        self.shared.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.shared.current.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// After `error` met on the connection of `generation`: if it may mean the master moved, ask
-    /// the sentinels, and move if it did. Once per move, however many commands met the error.
-    async fn after(&self, generation: u64, error: &redis::RedisError) {
-        let Some(finder) = &self.shared.finder else { return };
-        if !points_elsewhere(error) {
+    /// Whether a search for the master is under way: the server this connection talks to may be
+    /// gone, and a caller with something else to answer with need not wait for it.
+    pub fn is_searching(&self) -> bool {
+        self.shared.searching.load(Ordering::Acquire)
+    }
+
+    /// After `error` met on the connection of `generation`: if it may mean the master moved,
+    /// starts a search for it, unless one runs or the connection moved since.
+    fn follow_master_after(&self, generation: u64, error: &redis::RedisError) {
+        if self.shared.finder.is_none() || !points_elsewhere(error) || self.current().generation != generation {
             return;
         }
-        let _one_at_a_time = self.shared.moving.lock().await;
+        if self.shared.searching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let guard = Searching(self.shared.clone());
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            this.search(generation).await;
+        });
+    }
+
+    /// Asks the sentinels where the master is, and moves there if it is not where this
+    /// connection talks to; bounded by [`SEARCH_TIMEOUT`].
+    async fn search(&self, generation: u64) {
+        let Some(finder) = &self.shared.finder else { return };
+        let start = {
+            let mut last = self.shared.last_search.lock().unwrap_or_else(PoisonError::into_inner);
+            let start = last.map_or_else(Instant::now, |t| (t + SEARCH_EVERY).max(Instant::now()));
+            *last = Some(start);
+            start
+        };
+        tokio::time::sleep_until(start).await;
         let current = self.current();
         if current.generation != generation {
-            return; // another command moved it already
+            return;
         }
         let moved = async {
             let url = finder.locate().await?;
@@ -124,10 +179,10 @@ impl RedisConn {
             let (manager, client) = open(&url, &self.shared.tls).await?;
             Ok::<_, RedisError>(Some(Current { manager, client, generation: generation + 1, url }))
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT * 2, moved).await {
+        match tokio::time::timeout(SEARCH_TIMEOUT, moved).await {
             Ok(Ok(Some(next))) => {
                 tracing::warn!(from = %ranq_core::redact_url(&current.url), to = %ranq_core::redact_url(&next.url), "the Redis master moved; following it");
-                *self.shared.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+                *self.shared.current.write().unwrap_or_else(PoisonError::into_inner) = next;
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "could not find the Redis master; will ask again"),
@@ -142,7 +197,7 @@ impl ConnectionLike for RedisConn {
             let mut current = self.current();
             let result = current.manager.req_packed_command(cmd).await;
             if let Err(error) = &result {
-                self.after(current.generation, error).await;
+                self.follow_master_after(current.generation, error);
             }
             result
         })
@@ -158,7 +213,7 @@ impl ConnectionLike for RedisConn {
             let mut current = self.current();
             let result = current.manager.req_packed_commands(pipeline, offset, count).await;
             if let Err(error) = &result {
-                self.after(current.generation, error).await;
+                self.follow_master_after(current.generation, error);
             }
             result
         })

@@ -27,6 +27,11 @@ pub enum RedisError {
     Tls { url: String, source: redis::RedisError },
     #[error("Redis at {url} refused the credentials: {source} (check the user and password in REDIS_URL)")]
     Auth { url: String, source: redis::RedisError },
+    #[error(
+        "Redis at {url} refused a command to this user: {source} (grant it: the ACL line in docs/deploying.md \
+         lists every command ranq needs)"
+    )]
+    NoPermission { url: String, source: redis::RedisError },
     #[error("cannot read {key} {path}: {source}")]
     TlsFile { key: &'static str, path: String, source: std::io::Error },
     #[error("Redis at {url} answers in plaintext, not TLS: use redis:// (or enable TLS on the server)")]
@@ -55,13 +60,15 @@ pub enum RedisError {
 impl RedisError {
     /// Whether the mistake is in the configuration (exit code 2) rather than the service being
     /// away (exit code 1): a bad URL, a certificate that does not verify, a file not read, the
-    /// wrong scheme, credentials the server refuses, a master name no sentinel knows.
+    /// wrong scheme, credentials the server refuses, a command the ACL user may not run, a master
+    /// name no sentinel knows.
     pub fn is_configuration(&self) -> bool {
         matches!(
             self,
             Self::BadUrl { .. }
                 | Self::Tls { .. }
                 | Self::Auth { .. }
+                | Self::NoPermission { .. }
                 | Self::TlsFile { .. }
                 | Self::PlaintextServer { .. }
                 | Self::UnknownMaster { .. }

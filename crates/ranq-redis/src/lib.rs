@@ -71,8 +71,9 @@ impl Redis {
 
     /// Connects to `url`: one server (`redis://`, or `rediss://` for TLS, verified against the
     /// system's roots or `tls.tls_ca_file`), or the master that the sentinels of a
-    /// `redis+sentinel://` (`rediss+sentinel://`) URL name. Waits a few seconds at most; every
-    /// later command is bounded too, so no call can hang on a dead server.
+    /// `redis+sentinel://` (`rediss+sentinel://`) URL name. Every wait is bounded by the connect
+    /// timeout (5 s), a few times over through Sentinel (the sentinels, asked at once, then the
+    /// servers they name), and so is every later command: no call can hang on a dead server.
     pub async fn connect_with(url: &str, tls: &RedisSettings) -> Result<Self, RedisError> {
         let shown = ranq_core::redact_url(url);
         let conn = match Target::parse_for(url)? {
@@ -89,6 +90,13 @@ impl Redis {
     pub fn is_insecure(url: &str, tls: &RedisSettings) -> bool {
         let tls_url = url.starts_with("rediss://") || url.starts_with("rediss+sentinel://");
         tls_url && (tls.tls_insecure || url.ends_with("#insecure"))
+    }
+
+    /// Whether the connection is looking for a new master (through Sentinel) after an error
+    /// that suggested the old one is gone: a caller with something else to answer with need not
+    /// wait for this one.
+    pub fn is_finding_master(&self) -> bool {
+        self.conn.is_searching()
     }
 
     /// The URL, its password shown as `***`.

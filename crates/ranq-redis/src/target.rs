@@ -6,7 +6,7 @@ use crate::error::{NOT_A_REDIS_URL, RedisError};
 /// The default port of a sentinel.
 const SENTINEL_PORT: u16 = 26379;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Target {
     /// One server, at this URL.
     Direct(String),
@@ -14,7 +14,7 @@ pub(crate) enum Target {
 }
 
 /// A master named `master`, found by asking `sentinels`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct SentinelTarget {
     pub sentinels: Vec<(String, u16)>,
     pub master: String,
@@ -27,6 +27,29 @@ pub(crate) struct SentinelTarget {
     pub db: i64,
 }
 
+// By hand, so that no debug line can show a password.
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Direct(url) => f.debug_tuple("Direct").field(&ranq_core::redact_url(url)).finish(),
+            Self::Sentinel(target) => f.debug_tuple("Sentinel").field(target).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SentinelTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelTarget")
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
+            .field("tls", &self.tls)
+            .field("insecure", &self.insecure)
+            .field("credentials", &if self.credentials.is_empty() { "" } else { "***" })
+            .field("db", &self.db)
+            .finish()
+    }
+}
+
 impl SentinelTarget {
     /// The URL of a data node at `host:port`, with this target's credentials, TLS and database.
     pub fn node_url(&self, host: &str, port: u16) -> String {
@@ -34,12 +57,25 @@ impl SentinelTarget {
         format!("{}://{}{host}:{port}/{}{}", self.scheme(), self.credentials, self.db, self.fragment())
     }
 
-    /// The URL of a sentinel, with the target's credentials or without them. Sentinels are
-    /// often open to anyone who can reach them and refuse an `AUTH`; asked first without, a
-    /// sentinel that requires a password gets the data nodes' one.
-    pub fn sentinel_url(&self, (host, port): &(String, u16), with_credentials: bool) -> String {
-        let credentials = if with_credentials { self.credentials.as_str() } else { "" };
-        format!("{}://{credentials}{host}:{port}{}", self.scheme(), self.fragment())
+    /// The URL of a sentinel, with `auth` (`user:password@`, `:password@` or empty).
+    pub fn sentinel_url(&self, (host, port): &(String, u16), auth: &str) -> String {
+        format!("{}://{auth}{host}:{port}{}", self.scheme(), self.fragment())
+    }
+
+    /// The credentials to try on a sentinel, in turn. Sentinels are often open to anyone who can
+    /// reach them and refuse an `AUTH`, so none first; then the URL's; then its password alone,
+    /// for a sentinel that has a `requirepass` but not the data nodes' ACL user.
+    pub fn sentinel_auths(&self) -> Vec<String> {
+        let mut auths = vec![String::new()];
+        if !self.credentials.is_empty() {
+            auths.push(self.credentials.clone());
+            if let Some((user, password)) = self.credentials.trim_end_matches('@').split_once(':') {
+                if !user.is_empty() {
+                    auths.push(format!(":{password}@"));
+                }
+            }
+        }
+        auths
     }
 
     fn scheme(&self) -> &'static str {
@@ -102,16 +138,18 @@ mod tests {
         assert_eq!(t.sentinels, vec![("s1".to_owned(), 26380), ("s2".to_owned(), 26379)]);
         assert_eq!((t.master.as_str(), t.db, t.tls), ("mymaster", 3, false));
         assert_eq!(t.node_url("10.0.0.5", 6380), "redis://:pw@10.0.0.5:6380/3");
-        assert_eq!(t.sentinel_url(&t.sentinels[0], false), "redis://s1:26380");
-        assert_eq!(t.sentinel_url(&t.sentinels[0], true), "redis://:pw@s1:26380");
+        assert_eq!(t.sentinel_auths(), ["", ":pw@"]);
+        assert_eq!(t.sentinel_url(&t.sentinels[0], ":pw@"), "redis://:pw@s1:26380");
+        let Ok(Target::Sentinel(t)) = Target::parse("redis+sentinel://ranq:pw@s1/m") else { panic!("ACL user") };
+        assert_eq!(t.sentinel_auths(), ["", "ranq:pw@", ":pw@"]);
         let Ok(Target::Sentinel(t)) = Target::parse("rediss+sentinel://s1/m") else { panic!("TLS sentinel URL") };
         assert_eq!(
-            (t.node_url("h", 1), t.sentinel_url(&t.sentinels[0], false)),
+            (t.node_url("h", 1), t.sentinel_url(&t.sentinels[0], "")),
             ("rediss://h:1/0".into(), "rediss://s1:26379".into())
         );
         let Ok(Target::Sentinel(t)) = Target::parse("rediss+sentinel://s1/m/2#insecure") else { panic!("insecure") };
         assert_eq!(
-            (t.node_url("h", 1), t.sentinel_url(&t.sentinels[0], false)),
+            (t.node_url("h", 1), t.sentinel_url(&t.sentinels[0], "")),
             ("rediss://h:1/2#insecure".into(), "rediss://s1:26379#insecure".into())
         );
     }
