@@ -116,6 +116,19 @@ async fn follow_change_feed(producer: Arc<Producer>, source: Source, shutdown: S
     }
 }
 
+/// Whether the cron worker should start again after `error`. A tick that outlasts the period (a
+/// Redis failover under way, a slow listing) leaves the scheduler's next tick in the past, and
+/// apalis-cron ends its worker over it; the restarted worker schedules from now, so the ticks
+/// the slow one overlapped are skipped, as they would be had it not ended (one tick at a time),
+/// and the next covers them. Nothing else is worth a restart.
+fn restart_after_a_late_tick(_: &WorkerContext, error: &WorkerError) -> bool {
+    let late = matches!(error, WorkerError::BackendError(e) if e.downcast_ref::<apalis_cron::Error>().is_some());
+    if late {
+        tracing::warn!(%error, "a tick outlasted the schedule's period; the ticks it overlapped are skipped");
+    }
+    late
+}
+
 /// Runs the producer until `shutdown`. A tick in progress is finished (bounded by
 /// `shutdown_timeout`), then the lease is released so a standby takes over at once.
 pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -132,7 +145,7 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
     let ticks_stop = Shutdown::new();
     let keeper = tokio::spawn(keep_lease(producer.clone(), ttl, ticks_stop.clone()));
     let feed = feed_source.map(|source| tokio::spawn(follow_change_feed(producer.clone(), source, ticks_stop.clone())));
-    let monitor = Monitor::new().register(move |restarts| {
+    let monitor = Monitor::new().should_restart(restart_after_a_late_tick).register(move |restarts| {
         WorkerBuilder::new(format!("{name}-{restarts}"))
             .backend(CronScheduler::new(schedule.clone()))
             // One tick at a time: a slow tick delays the next rather than overlapping it.
