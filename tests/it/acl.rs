@@ -137,10 +137,7 @@ async fn the_whole_fleet_runs_as_the_documented_least_privileged_redis_user_and_
     let log: Vec<redis::Value> = redis::cmd("ACL").arg("LOG").query_async(&mut admin).await.unwrap();
     assert!(log.is_empty(), "Redis refused the fleet: {log:?}");
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut admin).await.unwrap();
-    let outside: Vec<&String> = keys
-        .iter()
-        .filter(|k| !k.starts_with(&format!("{}:", env.namespace)) && *k != "core:apalis:queues:list")
-        .collect();
+    let outside: Vec<&String> = keys.iter().filter(|k| !k.starts_with(&format!("{}:", env.namespace))).collect();
     assert!(outside.is_empty(), "keys outside the namespace: {outside:?}");
     execute(&sql, &format!("DROP OWNED BY {role}")).await;
     execute(&sql, &format!("DROP ROLE {role}")).await;

@@ -9,6 +9,7 @@ mod bench;
 mod browser;
 mod chaos;
 mod cli;
+mod cluster;
 mod config;
 mod deploy;
 mod failover;

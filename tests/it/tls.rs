@@ -148,7 +148,8 @@ async fn the_fleet_runs_on_a_tls_redis_verified_against_its_ca() {
     assert!(err.contains(&format!("TLS to Redis at {}", redis.url())) && err.contains("tls_ca_file"), "{err}");
 
     // TLS spoken to a plaintext Redis: the handshake is never answered; ranq finds out why.
-    let plaintext = env.redis_url.replacen("redis://", "rediss://", 1);
+    let plain_server = ranq_launch::RedisServer::start().unwrap();
+    let plaintext = plain_server.url().replacen("redis://", "rediss://", 1);
     let out = output_within(
         env.ranq().env("REDIS_URL", &plaintext).env("RANQ_REDIS__TLS_CA_FILE", &ca_file).args(["status"]),
         Duration::from_secs(20),

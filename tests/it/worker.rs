@@ -28,8 +28,7 @@ fn json_of(cmd: &mut std::process::Command) -> Value {
 /// client in another language, an older ranq, or a corrupted write could leave on the queue.
 async fn push_raw(env: &TestEnv, payload: &[u8]) {
     let marker = format!("raw-{}", ranq_tests::free_port());
-    let manager = redis::Client::open(env.redis_url.as_str()).unwrap().get_connection_manager().await.unwrap();
-    let mut storage: RedisStorage<Value> = RedisStorage::new(manager).with_config(env.apalis_queue());
+    let mut storage: RedisStorage<Value, _> = RedisStorage::new(env.redis().await).with_config(env.apalis_queue());
     storage.push(Value::String(marker.clone())).await.unwrap();
     let mut conn = env.redis().await;
     let data_hash = env.apalis_queue().job_data_hash();

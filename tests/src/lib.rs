@@ -10,6 +10,7 @@
 
 pub mod browser;
 pub mod process;
+pub mod reads;
 pub mod tls;
 
 use std::path::PathBuf;
@@ -107,9 +108,10 @@ impl TestEnv {
         }
     }
 
-    /// The test's own connection to Redis, to look at keys or break them as a fault would.
-    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap()
+    /// The test's own connection to Redis, to look at keys or break them as a fault would; one
+    /// server or a cluster, as `RANQ_TEST_REDIS_URL` says.
+    pub async fn redis(&self) -> ranq_redis::RedisConn {
+        ranq_redis::Redis::connect(&self.redis_url).await.unwrap().conn()
     }
 
     /// Seeds `groups × members` demo rows.
@@ -121,10 +123,11 @@ impl TestEnv {
     }
 
     /// The queue's layout as apalis-redis derives it from the queue's documented name
-    /// (`<ns>:queue`): what another client of the queue sees, for tests that push what ranq never
-    /// would or break a job's metadata.
+    /// (`<ns>:{queue}`): what another client of the queue sees, for tests that push what ranq
+    /// never would or break a job's metadata.
     pub fn apalis_queue(&self) -> apalis_redis::Config {
-        apalis_redis::Config::default().queue(ranq_core::Keys::new(self.namespace.clone()).queue())
+        let keys = ranq_core::Keys::new(self.namespace.clone());
+        apalis_redis::Config::default().queue(keys.queue()).registry(keys.queue_registry())
     }
 
     /// How this environment launches ranq's roles: its database, Redis and namespace, and

@@ -259,6 +259,11 @@ pub struct UpArgs {
     /// Producer schedule for the local fleet.
     #[arg(long, value_name = "CRON", default_value = "*/10 * * * * *")]
     pub schedule: String,
+    /// Run the fleet on a Redis Cluster of its own (three masters and a replica each, on free
+    /// ports, stopped with the fleet) instead of REDIS_URL: a try-out of cluster mode. Needs
+    /// redis-server and redis-cli.
+    #[arg(long)]
+    pub redis_cluster: bool,
 }
 
 #[derive(Debug, Subcommand)]

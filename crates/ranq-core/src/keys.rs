@@ -54,9 +54,17 @@ impl Keys {
         format!("{}:written", self.ns)
     }
 
-    /// `<ns>:queue` — the apalis-redis queue name; apalis derives its own keys from it.
+    /// `<ns>:{queue}` — the apalis-redis queue name; apalis derives its own keys from it, so
+    /// they all share the `{queue}` hash tag: its scripts touch several of them at once, which
+    /// Redis Cluster allows only within one slot.
     pub fn queue(&self) -> String {
-        format!("{}:queue", self.ns)
+        format!("{}:{{queue}}", self.ns)
+    }
+
+    /// `<ns>:{queue}:registry` — where apalis-redis registers the queue's workers set (its
+    /// `core:apalis:queues:list` unless told otherwise), in the queue's slot and namespace.
+    pub fn queue_registry(&self) -> String {
+        format!("{}:registry", self.queue())
     }
 
     /// `<ns>:{producer}:tick:<id>` — claim of one scheduled tick, so a tick is enqueued once per
@@ -168,7 +176,7 @@ impl Keys {
             row(
                 format!("{}:*", k.queue()),
                 "(apalis-redis)",
-                "the refresh queue: jobs, their metadata, workers, the dead letter",
+                "the refresh queue: jobs, their metadata, workers, the dead letter (one Cluster slot)",
             ),
         ]
     }
@@ -184,6 +192,8 @@ mod tests {
         assert_eq!(k.top(42), "ranq:top:{42}");
         assert_eq!(k.gone(42), "ranq:gone:{42}");
         assert_eq!(k.dirty(), "ranq:dirty");
+        assert_eq!(k.queue(), "ranq:{queue}");
+        assert_eq!(k.queue_registry(), "ranq:{queue}:registry");
         assert_eq!(k.group_of_top_key("ranq:top:{42}"), Some(42));
         assert_eq!(k.group_of_top_key("other:top:{42}"), None);
     }

@@ -1,12 +1,14 @@
 //! `ranq-launch` starts and stops processes on this machine: ranq's own roles as child processes
 //! with the environment that points them at one database, one Redis and one namespace; a private
-//! `redis-server` on a free port; and the graceful stop (SIGTERM, a grace period, then SIGKILL).
+//! `redis-server` on a free port, or a private Redis Cluster of six; and the graceful stop
+//! (SIGTERM, a grace period, then SIGKILL).
 //!
 //! `ranq up` runs a local fleet with it, the benchmarks their fleets, and the integration tests
 //! theirs, so there is one way to launch a role and one way to stop it.
 //!
-//! Architecture Invariant: nothing here knows the fleet's protocols (no SQL, no Redis commands):
-//! it starts programs and hands them their environment.
+//! Architecture Invariant: nothing here speaks the fleet's protocols (no SQL, no Redis client): it
+//! starts programs and hands them their environment; what it must ask a server (is the cluster
+//! ready, which node is a master) it asks through that server's own tool, `redis-cli`.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -147,6 +149,8 @@ pub struct RedisServer {
     child: Option<Child>,
     /// Keep the server's output for the caller instead of discarding it.
     piped: bool,
+    /// Arguments beyond the port and the empty persistence.
+    extra: Vec<String>,
 }
 
 /// Longest wait for a started server to accept connections.
@@ -164,7 +168,11 @@ impl RedisServer {
     }
 
     fn launch_new(piped: bool) -> io::Result<Self> {
-        let mut server = Self { port: free_port()?, child: None, piped };
+        Self::launch_on(free_port()?, piped, Vec::new())
+    }
+
+    fn launch_on(port: u16, piped: bool, extra: Vec<String>) -> io::Result<Self> {
+        let mut server = Self { port, child: None, piped, extra };
         server.launch()?;
         Ok(server)
     }
@@ -182,6 +190,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--loglevel", "warning"])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(output)
             .spawn()
@@ -231,5 +240,147 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The highest port a cluster node may take: Redis adds 10,000 for the node's bus port, and
+/// refuses a node port whose bus port would not fit.
+const CLUSTER_PORT_MAX: u16 = 55_535;
+
+/// A free port for a cluster node whose bus port (10,000 above) is free too.
+fn cluster_port() -> io::Result<u16> {
+    for _ in 0..1_000 {
+        let port = free_port()?;
+        if port <= CLUSTER_PORT_MAX && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(io::Error::other(format!("no free port at or below {CLUSTER_PORT_MAX} with its bus port free")))
+}
+
+/// How long a new cluster may take to agree on its layout.
+const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Redis Cluster of the caller's own: three masters and a replica of each, `redis-server`s on
+/// free loopback ports joined by `redis-cli --cluster create`, keeping nothing on disk but each
+/// node's cluster file (in a directory removed with the cluster). A node can be killed and
+/// started again; dropping the cluster kills every node.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts six nodes, joins them (the first three become masters) and waits until every node
+    /// reports `cluster_state:ok`.
+    pub fn start() -> io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("ranq-cluster-{}-{}", std::process::id(), free_port()?));
+        std::fs::create_dir_all(&dir)?;
+        let mut cluster = Self { nodes: Vec::new(), dir };
+        for _ in 0..6 {
+            let port = cluster_port()?;
+            let extra = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &format!("nodes-{port}.conf"),
+                "--cluster-node-timeout",
+                "2000",
+                "--dir",
+                &cluster.dir.display().to_string(),
+            ];
+            cluster.nodes.push(RedisServer::launch_on(port, false, extra.iter().map(|s| (*s).to_owned()).collect())?);
+        }
+        let addresses: Vec<String> = cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let create = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot run redis-cli (is it installed?): {e}")))?;
+        if !create.status.success() {
+            return Err(io::Error::other(format!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&create.stdout).lines().last().unwrap_or_default()
+            )));
+        }
+        cluster.wait_until_ok()?;
+        Ok(cluster)
+    }
+
+    /// Waits until every live node says `cluster_state:ok`.
+    pub fn wait_until_ok(&mut self) -> io::Result<()> {
+        let deadline = Instant::now() + CLUSTER_READY_TIMEOUT;
+        loop {
+            let mut ok = true;
+            for node in self.nodes.iter_mut().filter(|n| n.child.is_some()) {
+                ok &= Self::cli(node.port, &["CLUSTER", "INFO"])?.contains("cluster_state:ok");
+            }
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!("the cluster was not ok within {CLUSTER_READY_TIMEOUT:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What `redis-cli -p <port> <args>` prints.
+    pub fn cli(port: u16, args: &[&str]) -> io::Result<String> {
+        let out = Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args).output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A URL that reaches the cluster through every node.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// Every node's port, masters as created first.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(RedisServer::port).collect()
+    }
+
+    /// `(master, replica)` ports, one pair per master that has a live replica, as the cluster
+    /// says now (`CLUSTER NODES` on a live node).
+    pub fn pairs(&mut self) -> io::Result<Vec<(u16, u16)>> {
+        let live = self.nodes.iter_mut().filter_map(|n| (!n.has_exited()).then_some(n.port)).next();
+        let text = Self::cli(
+            live.ok_or_else(|| io::Error::other("no node of the cluster is running"))?,
+            &["CLUSTER", "NODES"],
+        )?;
+        // <id> <ip:port@cport> <flags> <master id or -> …
+        let nodes: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+        let port_of = |n: &[&str]| n.get(1)?.split('@').next()?.rsplit(':').next()?.parse::<u16>().ok();
+        let mut pairs = Vec::new();
+        for replica in nodes.iter().filter(|n| n.get(2).is_some_and(|f| f.contains("slave") && !f.contains("fail"))) {
+            let master = nodes.iter().find(|n| n.first() == replica.get(3));
+            if let (Some(m), Some(r)) = (master.and_then(|m| port_of(m)), port_of(replica)) {
+                pairs.push((m, r));
+            }
+        }
+        Ok(pairs)
+    }
+
+    /// Whether the node on `port` is a master now (`ROLE`).
+    pub fn is_master(port: u16) -> bool {
+        Self::cli(port, &["ROLE"]).is_ok_and(|out| out.lines().next() == Some("master"))
+    }
+
+    /// Kills the node on `port` (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        self.nodes.iter_mut().filter(|n| n.port == port).for_each(RedisServer::kill);
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.nodes.iter_mut().for_each(RedisServer::kill);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -7,7 +7,7 @@
 //! * an idle worker stops polling unless something wakes it, so [`TickPoll`] wakes it on a timer;
 //! * worker names must be unique per process start for orphan recovery, see [`worker_name`].
 //!
-//! Architecture Invariant: the queue's keys all live under `<ns>:queue`; nothing outside this
+//! Architecture Invariant: the queue's keys all live under `<ns>:{queue}`; nothing outside this
 //! crate reads or writes them.
 
 mod dead;

@@ -113,7 +113,9 @@ impl Queue {
             .lock_tasks(false)
             // The pending flag of a group (see `coalescing`) expires by itself after this long,
             // should its job ever vanish without running.
-            .idempotency_ttl(Some(PENDING_FLAG_TTL));
+            .idempotency_ttl(Some(PENDING_FLAG_TTL))
+            // In the queue's slot and namespace, not apalis's global `core:apalis:queues:list`.
+            .registry(keys.queue_registry());
         let storage = RedisStorage::new(redis.conn()).with_config(config.clone());
         Self { storage, redis: redis.clone(), config }
     }

@@ -16,6 +16,7 @@ use ranq_runtime::settings::RedisSettings;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+use crate::cluster::ClusterConn;
 use crate::error::{CONNECT_TIMEOUT, RedisError, refuses_credentials};
 use crate::sentinel::MasterFinder;
 use crate::tls::{answers_plaintext, client, is_tls_failure};
@@ -64,13 +65,13 @@ impl Drop for Searching {
 /// A connection to one Redis, or to whichever server Sentinel says is the master. Cheap to clone:
 /// clones share it.
 #[derive(Clone)]
-pub struct RedisConn {
+pub(crate) struct ServerConn {
     shared: Arc<Shared>,
 }
 
-impl std::fmt::Debug for RedisConn {
+impl std::fmt::Debug for ServerConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisConn").field("url", &ranq_core::redact_url(&self.current().url)).finish()
+        f.debug_struct("ServerConn").field("url", &ranq_core::redact_url(&self.current().url)).finish()
     }
 }
 
@@ -106,7 +107,7 @@ fn points_elsewhere(error: &redis::RedisError) -> bool {
         || error.is_timeout()
 }
 
-impl RedisConn {
+impl ServerConn {
     pub(crate) async fn direct(url: &str, tls: &RedisSettings) -> Result<Self, RedisError> {
         let (manager, client) = open(url, tls).await?;
         Ok(Self::new(Current { manager, client, generation: 0, url: url.to_owned() }, None, tls))
@@ -135,7 +136,7 @@ impl RedisConn {
 
     /// Whether a search for the master is under way: the server this connection talks to may be
     /// gone, and a caller with something else to answer with need not wait for it.
-    pub fn is_searching(&self) -> bool {
+    pub(crate) fn is_searching(&self) -> bool {
         self.shared.searching.load(Ordering::Acquire)
     }
 
@@ -191,7 +192,7 @@ impl RedisConn {
     }
 }
 
-impl ConnectionLike for RedisConn {
+impl ConnectionLike for ServerConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let mut current = self.current();
@@ -221,5 +222,53 @@ impl ConnectionLike for RedisConn {
 
     fn get_db(&self) -> i64 {
         self.current().manager.get_db()
+    }
+}
+
+/// The connection every owner of keys talks through: to one server (followed through Sentinel
+/// when the URL says so), or to a whole Redis Cluster. Cheap to clone: clones share it.
+#[derive(Clone, Debug)]
+pub struct RedisConn(pub(crate) Kind);
+
+#[derive(Clone)]
+pub(crate) enum Kind {
+    Server(ServerConn),
+    Cluster(ClusterConn),
+}
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Server(conn) => conn.fmt(f),
+            Self::Cluster(conn) => f.debug_tuple("Cluster").field(&conn.shown()).finish(),
+        }
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match &mut self.0 {
+            Kind::Server(conn) => conn.req_packed_command(cmd),
+            Kind::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut self.0 {
+            Kind::Server(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Kind::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.0 {
+            Kind::Server(conn) => conn.get_db(),
+            Kind::Cluster(conn) => conn.get_db(),
+        }
     }
 }

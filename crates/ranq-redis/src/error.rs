@@ -9,7 +9,8 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) const NOT_A_REDIS_URL: &str = "is not a Redis URL: use redis://host:6379/0 (rediss:// for TLS, \
-     redis+sentinel://host1:26379,host2:26379/<master name> for Sentinel, redis+unix:///path for a socket)";
+     redis+sentinel://host1:26379,host2:26379/<master name> for Sentinel, redis+cluster://host1:6379,host2:6379 \
+     for a cluster, redis+unix:///path for a socket)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
@@ -51,6 +52,11 @@ pub enum RedisError {
          running, and are their addresses right?)"
     )]
     NoMaster { url: String, reason: String },
+    #[error(
+        "no node of the Redis Cluster at {url} answered with its layout: {source} (are the nodes running, \
+         and are their addresses right?)"
+    )]
+    NoCluster { url: String, source: redis::RedisError },
     #[error("redis: {0}")]
     Command(#[from] redis::RedisError),
     #[error("redis did not confirm the subscription to {channel} within {SUBSCRIBE_TIMEOUT:?}")]

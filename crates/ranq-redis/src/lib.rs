@@ -1,6 +1,6 @@
 //! `ranq-redis` owns the connection to Redis: checking a `REDIS_URL`, connecting with bounded
-//! waits and TLS, reconnecting by itself, following the master through Sentinel, pub/sub, and
-//! the server's own figures.
+//! waits and TLS, reconnecting by itself, following the master through Sentinel, talking to a
+//! whole Redis Cluster, pub/sub, and the server's own figures.
 //!
 //! Every process opens one [`Redis`] and hands clones of it to the crates that own keys:
 //! `ranq-cache` (snapshots, the dirty set, the quarantine, the producer's ledger) and
@@ -10,6 +10,7 @@
 //! Architecture Invariant: this is the only crate that turns a URL into a Redis connection, so
 //! how ranq connects (TLS, Sentinel, Cluster) is decided here and nowhere else.
 
+mod cluster;
 mod conn;
 mod error;
 mod sentinel;
@@ -23,7 +24,9 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use ranq_runtime::settings::RedisSettings;
 
+use crate::cluster::ClusterConn;
 pub use crate::conn::RedisConn;
+use crate::conn::{Kind, ServerConn};
 pub use crate::error::RedisError;
 use crate::error::SUBSCRIBE_TIMEOUT;
 use crate::sentinel::MasterFinder;
@@ -49,7 +52,7 @@ pub async fn answers(url: &str, tls: &RedisSettings) -> bool {
 
 /// One process's connection to Redis. Cheap to clone: clones share the connection, which
 /// multiplexes their commands, reconnects by itself after a failure and, through Sentinel,
-/// follows the master when it moves.
+/// follows the master when it moves; on a cluster, each command goes to the node of its key.
 #[derive(Clone)]
 pub struct Redis {
     conn: RedisConn,
@@ -70,33 +73,41 @@ impl Redis {
     }
 
     /// Connects to `url`: one server (`redis://`, or `rediss://` for TLS, verified against the
-    /// system's roots or `tls.tls_ca_file`), or the master that the sentinels of a
-    /// `redis+sentinel://` (`rediss+sentinel://`) URL name. Every wait is bounded by the connect
+    /// system's roots or `tls.tls_ca_file`), the master that the sentinels of a
+    /// `redis+sentinel://` (`rediss+sentinel://`) URL name, or the cluster of a
+    /// `redis+cluster://` (`rediss+cluster://`) URL's nodes. Every wait is bounded by the connect
     /// timeout (5 s), a few times over through Sentinel (the sentinels, asked at once, then the
-    /// servers they name), and so is every later command: no call can hang on a dead server.
+    /// servers they name) or a cluster (its seeds, then its masters), and so is every later
+    /// command: no call can hang on a dead server.
     pub async fn connect_with(url: &str, tls: &RedisSettings) -> Result<Self, RedisError> {
         let shown = ranq_core::redact_url(url);
-        let conn = match Target::parse_for(url)? {
-            Target::Direct(url) => RedisConn::direct(&url, tls).await?,
+        let kind = match Target::parse_for(url)? {
+            Target::Direct(url) => Kind::Server(ServerConn::direct(&url, tls).await?),
             Target::Sentinel(target) => {
                 let finder = MasterFinder { target, tls: tls.clone(), shown: shown.clone() };
-                RedisConn::through(finder, tls).await?
+                Kind::Server(ServerConn::through(finder, tls).await?)
             }
+            Target::Cluster(target) => Kind::Cluster(ClusterConn::open(target, tls, shown.clone()).await?),
         };
-        Ok(Self { conn, shown })
+        Ok(Self { conn: RedisConn(kind), shown })
     }
 
     /// Whether this connection skips verifying the server's certificate.
     pub fn is_insecure(url: &str, tls: &RedisSettings) -> bool {
-        let tls_url = url.starts_with("rediss://") || url.starts_with("rediss+sentinel://");
+        let tls_url = ["rediss://", "rediss+sentinel://", "rediss+cluster://"].iter().any(|s| url.starts_with(s));
         tls_url && (tls.tls_insecure || url.ends_with("#insecure"))
+    }
+
+    /// Whether this is a connection to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn.0, Kind::Cluster(_))
     }
 
     /// Whether the connection is looking for a new master (through Sentinel) after an error
     /// that suggested the old one is gone: a caller with something else to answer with need not
     /// wait for this one.
     pub fn is_finding_master(&self) -> bool {
-        self.conn.is_searching()
+        matches!(&self.conn.0, Kind::Server(conn) if conn.is_searching())
     }
 
     /// The URL, its password shown as `***`.
@@ -110,8 +121,11 @@ impl Redis {
         self.conn.clone()
     }
 
-    /// Round trip to the server.
+    /// Round trip to the server (on a cluster, to any one node).
     pub async fn ping(&self) -> Result<(), RedisError> {
+        if let Kind::Cluster(conn) = &self.conn.0 {
+            return Ok(conn.ping().await?);
+        }
         redis::cmd("PING").query_async::<String>(&mut self.conn()).await?;
         Ok(())
     }
@@ -122,10 +136,28 @@ impl Redis {
         Ok(())
     }
 
-    /// A subscription to `channel` on a connection of its own to the current master, confirmed
-    /// by the server.
+    /// A subscription to `channel` on a connection of its own to the current master (on a
+    /// cluster, to the first master that answers: a message published on any node reaches
+    /// every node), confirmed by the server.
     pub async fn subscribe(&self, channel: &str) -> Result<Subscription, RedisError> {
-        let client = self.conn.current().client;
+        let client = match &self.conn.0 {
+            Kind::Server(conn) => conn.current().client,
+            Kind::Cluster(conn) => {
+                let masters = conn.masters().await?;
+                let mut last = None;
+                for (host, port) in masters {
+                    match Self::subscribe_with(conn.node_client(&host, port)?, channel).await {
+                        Ok(subscription) => return Ok(subscription),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                return Err(last.unwrap_or(RedisError::SubscribeTimeout { channel: channel.to_owned() }));
+            }
+        };
+        Self::subscribe_with(client, channel).await
+    }
+
+    async fn subscribe_with(client: redis::Client, channel: &str) -> Result<Subscription, RedisError> {
         let subscribe = async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(channel).await?;
@@ -137,41 +169,59 @@ impl Redis {
         Ok(Subscription { messages: Box::pin(pubsub.into_on_message()) })
     }
 
-    /// One section of `INFO` (`memory`, `stats`, `commandstats` …) as field → value.
+    /// One section of `INFO` (`memory`, `stats`, `commandstats` …) as field → value; on a
+    /// cluster, the numbers summed over its masters.
     pub async fn info(&self, section: &str) -> Result<HashMap<String, String>, RedisError> {
+        if let Kind::Cluster(conn) = &self.conn.0 {
+            return Ok(conn.info(section).await?);
+        }
         let text: String = redis::cmd("INFO").arg(section).query_async(&mut self.conn()).await?;
-        Ok(text
-            .lines()
-            .filter(|line| !line.starts_with('#'))
-            .filter_map(|line| line.split_once(':'))
-            .map(|(key, value)| (key.to_owned(), value.trim().to_owned()))
-            .collect())
+        Ok(info_fields(&text).collect())
     }
 
-    /// Deletes every key matching `pattern`, a page of `SCAN` at a time (`UNLINK`: the server
-    /// frees the memory in the background). Returns how many keys were deleted.
+    /// Deletes every key matching `pattern`, a page of `SCAN` at a time (on a cluster, on each
+    /// master in turn), with `UNLINK`: the server frees the memory in the background. Returns
+    /// how many keys were deleted.
     pub async fn unlink_matching(&self, pattern: &str) -> Result<u64, RedisError> {
         let mut conn = self.conn();
-        let (mut cursor, mut deleted) = (0u64, 0u64);
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1_000)
-                .query_async(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                deleted += redis::cmd("UNLINK").arg(&keys).query_async::<u64>(&mut conn).await?;
+        let nodes = match &self.conn.0 {
+            Kind::Server(_) => vec![None],
+            Kind::Cluster(cluster) => cluster.masters().await?.into_iter().map(Some).collect(),
+        };
+        let mut deleted = 0u64;
+        for node in nodes {
+            let mut cursor = 0u64;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1_000);
+                let (next, keys): (u64, Vec<String>) = match (&node, &self.conn.0) {
+                    (Some((host, port)), Kind::Cluster(cluster)) => {
+                        redis::from_redis_value(cluster.on_node(host, *port, scan).await?)
+                            .map_err(redis::RedisError::from)?
+                    }
+                    _ => scan.query_async(&mut conn).await?,
+                };
+                if !keys.is_empty() {
+                    // On a cluster the client splits a multi-key UNLINK by slot.
+                    deleted += redis::cmd("UNLINK").arg(&keys).query_async::<u64>(&mut conn).await?;
+                }
+                // A full SCAN ends when its cursor comes back to 0.
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            // A full SCAN ends when its cursor comes back to 0.
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
         }
+        Ok(deleted)
     }
+}
+
+/// The `field:value` lines of an `INFO` reply.
+pub(crate) fn info_fields(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.to_owned(), value.trim().to_owned()))
 }
 
 /// The messages of one pub/sub channel, as text.

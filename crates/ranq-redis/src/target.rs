@@ -1,16 +1,56 @@
-//! What a `REDIS_URL` names: one server (`redis://`, `rediss://`, `redis+unix://`), or a master
-//! found through Sentinel (`redis+sentinel://` and, with TLS, `rediss+sentinel://`).
+//! What a `REDIS_URL` names: one server (`redis://`, `rediss://`, `redis+unix://`), a master
+//! found through Sentinel (`redis+sentinel://` and, with TLS, `rediss+sentinel://`), or a Redis
+//! Cluster reached through a few of its nodes (`redis+cluster://`, `rediss+cluster://`).
 
 use crate::error::{NOT_A_REDIS_URL, RedisError};
 
 /// The default port of a sentinel.
 const SENTINEL_PORT: u16 = 26379;
+/// The default port of a data node.
+const REDIS_PORT: u16 = 6379;
 
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Target {
     /// One server, at this URL.
     Direct(String),
     Sentinel(SentinelTarget),
+    Cluster(ClusterTarget),
+}
+
+/// A Redis Cluster, first asked for its layout at `seeds` (any of its nodes will do; more than
+/// one, so that start-up does not depend on one node being up).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ClusterTarget {
+    pub seeds: Vec<(String, u16)>,
+    pub tls: bool,
+    pub insecure: bool,
+    /// `user:password@`, or `:password@`, for every node (empty: none).
+    pub credentials: String,
+}
+
+impl std::fmt::Debug for ClusterTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterTarget")
+            .field("seeds", &self.seeds)
+            .field("tls", &self.tls)
+            .field("credentials", &if self.credentials.is_empty() { "" } else { "***" })
+            .finish()
+    }
+}
+
+impl ClusterTarget {
+    /// The URL of the node at `host:port`, with this target's credentials and TLS.
+    pub fn node_url(&self, host: &str, port: u16) -> String {
+        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let fragment = if self.tls && self.insecure { "#insecure" } else { "" };
+        format!("{scheme}://{}{host}:{port}{fragment}", self.credentials)
+    }
+
+    /// The seeds' URLs.
+    pub fn seed_urls(&self) -> Vec<String> {
+        self.seeds.iter().map(|(host, port)| self.node_url(host, *port)).collect()
+    }
 }
 
 /// A master named `master`, found by asking `sentinels`.
@@ -33,6 +73,7 @@ impl std::fmt::Debug for Target {
         match self {
             Self::Direct(url) => f.debug_tuple("Direct").field(&ranq_core::redact_url(url)).finish(),
             Self::Sentinel(target) => f.debug_tuple("Sentinel").field(target).finish(),
+            Self::Cluster(target) => f.debug_tuple("Cluster").field(target).finish(),
         }
     }
 }
@@ -89,6 +130,9 @@ impl SentinelTarget {
 
 impl Target {
     pub fn parse(url: &str) -> Result<Self, &'static str> {
+        if let Some((tls, rest)) = strip_either(url, "redis+cluster://", "rediss+cluster://") {
+            return Self::parse_cluster(tls, rest);
+        }
         let (tls, rest) = if let Some(rest) = url.strip_prefix("redis+sentinel://") {
             (false, rest)
         } else if let Some(rest) = url.strip_prefix("rediss+sentinel://") {
@@ -101,15 +145,7 @@ impl Target {
             Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
             None => (String::new(), authority),
         };
-        let mut sentinels = Vec::new();
-        for host in hosts.split(',') {
-            let sentinel = match host.rsplit_once(':') {
-                Some((name, port)) if !name.is_empty() => (name, port.parse().map_err(|_| NOT_A_REDIS_URL)?),
-                None if !host.is_empty() => (host, SENTINEL_PORT),
-                _ => return Err(NOT_A_REDIS_URL),
-            };
-            sentinels.push((sentinel.0.to_owned(), sentinel.1));
-        }
+        let sentinels = host_list(hosts, SENTINEL_PORT)?;
         let insecure = path.ends_with("#insecure");
         let path = path.split(['?', '#']).next().unwrap_or_default();
         let mut parts = path.split('/');
@@ -121,9 +157,43 @@ impl Target {
         Ok(Self::Sentinel(SentinelTarget { sentinels, master, tls, insecure, credentials, db }))
     }
 
+    /// `[user:password@]host1:port1,host2:port2[/][#insecure]`: a cluster has one database, so
+    /// a path may name only database 0.
+    fn parse_cluster(tls: bool, rest: &str) -> Result<Self, &'static str> {
+        let insecure = rest.ends_with("#insecure");
+        let rest = rest.split(['?', '#']).next().unwrap_or_default();
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if !matches!(path, "" | "0") {
+            return Err(NOT_A_REDIS_URL);
+        }
+        let (credentials, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+            None => (String::new(), authority),
+        };
+        let seeds = host_list(hosts, REDIS_PORT)?;
+        Ok(Self::Cluster(ClusterTarget { seeds, tls, insecure, credentials }))
+    }
+
     pub fn parse_for(url: &str) -> Result<Self, RedisError> {
         Self::parse(url).map_err(|_| RedisError::BadUrl { url: ranq_core::redact_url(url) })
     }
+}
+
+/// `url` without whichever of the two prefixes it has, and whether it was the TLS one.
+fn strip_either<'a>(url: &'a str, plain: &str, tls: &str) -> Option<(bool, &'a str)> {
+    url.strip_prefix(plain).map(|rest| (false, rest)).or_else(|| url.strip_prefix(tls).map(|rest| (true, rest)))
+}
+
+/// `h1:p1,h2,…`, a host without a port taking `default_port`.
+fn host_list(hosts: &str, default_port: u16) -> Result<Vec<(String, u16)>, &'static str> {
+    hosts
+        .split(',')
+        .map(|host| match host.rsplit_once(':') {
+            Some((name, port)) if !name.is_empty() => Ok((name.to_owned(), port.parse().map_err(|_| NOT_A_REDIS_URL)?)),
+            None if !host.is_empty() => Ok((host.to_owned(), default_port)),
+            _ => Err(NOT_A_REDIS_URL),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -155,10 +225,35 @@ mod tests {
     }
 
     #[test]
+    fn cluster_urls_name_their_seeds_and_credentials() {
+        let Ok(Target::Cluster(t)) = Target::parse("redis+cluster://ranq:pw@n1:7000,n2") else {
+            panic!("a cluster URL")
+        };
+        assert_eq!(t.seeds, vec![("n1".to_owned(), 7000), ("n2".to_owned(), 6379)]);
+        assert_eq!(t.seed_urls(), ["redis://ranq:pw@n1:7000", "redis://ranq:pw@n2:6379"]);
+        let Ok(Target::Cluster(t)) = Target::parse("rediss+cluster://n1:7000/#insecure") else { panic!("TLS") };
+        assert_eq!(t.node_url("10.0.0.7", 7001), "rediss://10.0.0.7:7001#insecure");
+        let Ok(Target::Cluster(t)) = Target::parse("redis+cluster://[::1]:7000") else { panic!("IPv6") };
+        assert_eq!(
+            (t.seed_urls(), t.node_url("::1", 7001)),
+            (vec!["redis://[::1]:7000".into()], "redis://[::1]:7001".into())
+        );
+        assert!(
+            !format!("{:?}", Target::parse("redis+cluster://u:secret@n1").expect("a cluster URL")).contains("secret")
+        );
+    }
+
+    #[test]
     fn urls_that_name_nothing_are_refused() {
-        for url in
-            ["redis+sentinel://s1:26379", "redis+sentinel://s1:26379/", "redis+sentinel://s1:x/m", "localhost:6379"]
-        {
+        for url in [
+            "redis+sentinel://s1:26379",
+            "redis+sentinel://s1:26379/",
+            "redis+sentinel://s1:x/m",
+            "localhost:6379",
+            "redis+cluster://",
+            "redis+cluster://n1:7000/3",
+            "redis+cluster://n1:x",
+        ] {
             assert!(Target::parse(url).is_err(), "{url}");
         }
         assert_eq!(Target::parse("redis://h:6379/0"), Ok(Target::Direct("redis://h:6379/0".into())));

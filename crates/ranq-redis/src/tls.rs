@@ -24,8 +24,20 @@ pub(crate) fn client(url: &str, tls: &RedisSettings) -> Result<redis::Client, Re
     let bad_url = |_| RedisError::BadUrl { url: shown.clone() };
     // The TLS files are for TLS URLs: one config file may serve a plaintext Redis in one place
     // and a TLS one in another.
-    if !url.starts_with("rediss://") || (tls.tls_ca_file.is_none() && tls.tls_cert_file.is_none()) {
+    if !url.starts_with("rediss://") {
         return redis::Client::open(url.as_str()).map_err(bad_url);
+    }
+    match certificates(tls)? {
+        Some(certs) => redis::Client::build_with_tls(url.as_str(), certs).map_err(bad_url),
+        None => redis::Client::open(url.as_str()).map_err(bad_url),
+    }
+}
+
+/// The CA and client certificate the settings name, read from their files; `None` when they
+/// name neither (the system's roots, no client certificate).
+pub(crate) fn certificates(tls: &RedisSettings) -> Result<Option<redis::TlsCertificates>, RedisError> {
+    if tls.tls_ca_file.is_none() && tls.tls_cert_file.is_none() {
+        return Ok(None);
     }
     let root_cert = tls.tls_ca_file.as_deref().map(|p| read("redis.tls_ca_file", p)).transpose()?;
     let client_tls = match (&tls.tls_cert_file, &tls.tls_key_file) {
@@ -35,7 +47,7 @@ pub(crate) fn client(url: &str, tls: &RedisSettings) -> Result<redis::Client, Re
         }),
         _ => None,
     };
-    redis::Client::build_with_tls(url.as_str(), redis::TlsCertificates { client_tls, root_cert }).map_err(bad_url)
+    Ok(Some(redis::TlsCertificates { client_tls, root_cert }))
 }
 
 /// Whether a failed connect failed in the TLS handshake (a certificate that does not verify, a

@@ -26,7 +26,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Redis holding the cache and the queue: redis://…, rediss://… (TLS),
-    /// redis+sentinel://s1,s2/<master> (Sentinel).
+    /// redis+sentinel://s1,s2/<master> (Sentinel), redis+cluster://n1,n2 (Cluster).
     #[arg(long, global = true, env = "REDIS_URL", value_name = "URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key, so several fleets can share one Redis.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use ranq_cache::Cache;
 use ranq_core::{Keys, Reason, RefreshJob};
 use ranq_db::{SeedOptions, Source};
-use ranq_launch::{Launcher, RedisServer};
+use ranq_launch::{Launcher, RedisCluster, RedisServer};
 use ranq_queue::{Backpressure, Queue};
 use ranq_runtime::Shutdown;
 use tokio::process::Child;
@@ -38,14 +38,22 @@ pub async fn up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let mut fleet =
         LocalFleet { printer: Printer::new(&roles), children: Vec::new(), names: Vec::new(), pipes: Vec::new() };
-    let (redis_url, mut private_redis) = match ensure_redis(&ctx.settings.redis_url, &ctx.settings).await? {
-        Some(mut server) => {
-            if let Some(output) = server.take_output().and_then(|o| tokio::process::ChildStdout::from_std(o).ok()) {
-                fleet.pipes.push(tokio::spawn(print_lines(fleet.printer.prefix(REDIS_ROLE), output)));
+    let mut private_cluster = None;
+    let (redis_url, mut private_redis) = if args.redis_cluster {
+        let cluster = start_cluster().await?;
+        let url = cluster.url();
+        private_cluster = Some(cluster);
+        (url, None)
+    } else {
+        match ensure_redis(&ctx.settings.redis_url, &ctx.settings).await? {
+            Some(mut server) => {
+                if let Some(output) = server.take_output().and_then(|o| tokio::process::ChildStdout::from_std(o).ok()) {
+                    fleet.pipes.push(tokio::spawn(print_lines(fleet.printer.prefix(REDIS_ROLE), output)));
+                }
+                (server.url(), Some(server))
             }
-            (server.url(), Some(server))
+            None => (ctx.settings.redis_url.clone(), None),
         }
-        None => (ctx.settings.redis_url.clone(), None),
     };
 
     let launcher = fleet.launcher(ctx, &database_url, &redis_url)?;
@@ -68,6 +76,7 @@ pub async fn up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
     }
     // Redis last: the roles drain into it.
     drop(private_redis);
+    drop(private_cluster);
     // The children are gone, so their pipes close; print what they said last.
     let _ = tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(fleet.pipes)).await;
     match exited {
@@ -171,6 +180,18 @@ async fn ensure_redis(url: &str, settings: &ranq_runtime::Settings) -> anyhow::R
     })?;
     eprintln!("started redis-server on port {} (no Redis answered at {})", server.port(), ranq_core::redact_url(url));
     Ok(Some(server))
+}
+
+/// A Redis Cluster of the fleet's own, for `--redis-cluster`.
+async fn start_cluster() -> anyhow::Result<RedisCluster> {
+    // Starting waits (boundedly) for the nodes to agree: off the async threads.
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start).await?.map_err(|e| {
+        anyhow::anyhow!(
+            "could not start a local Redis Cluster ({e}): install redis-server and redis-cli (Debian/Ubuntu: `sudo apt-get install redis-server`, macOS: `brew install redis`)"
+        )
+    })?;
+    eprintln!("started a Redis Cluster of six nodes on ports {:?} (the first three masters)", cluster.ports());
+    Ok(cluster)
 }
 
 /// Prints children's lines to stderr behind a prefix naming their role, aligned, and coloured
