@@ -134,19 +134,22 @@ impl LocalSnapshots {
 
     /// The copy of `group` kept last, however old, for when Redis does not answer: the last the
     /// process knew, which the caller judges by its age like any snapshot. Copies outlive a lost
-    /// feed for this alone; they are dropped once the feed is back.
+    /// feed for this alone, and stay for it when the feed is back.
     pub fn last_known(&self, group: GroupId) -> Option<Arc<KeptCopy>> {
         let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         kept.get(&group).map(|k| k.copy.clone())
     }
 
-    /// The feed came back (`true`: the copies missed its messages meanwhile, so they go) or was
-    /// lost (`false`: they stay, for [`LocalSnapshots::last_known`] only).
+    /// The feed came back (`true`) or was lost (`false`). Either way the copies stay for
+    /// [`LocalSnapshots::last_known`] only: they missed the feed's messages meanwhile, so none
+    /// answers a read again until a read from Redis replaces it. On a cluster the feed can be back
+    /// (on another master) while the slots of a failed master are not yet: the copies of those
+    /// groups are what reads are answered with until they are.
     fn set_live(&self, live: bool) {
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if live {
-            kept.clear();
+            kept.values_mut().for_each(|k| k.superseded = true);
         }
         self.live.store(live, Ordering::Release);
     }
@@ -246,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn copies_outlive_a_lost_feed_for_the_fallback_only_and_go_when_it_is_back() {
+    fn copies_outlive_a_lost_feed_for_the_fallback_only_and_stay_so_when_it_is_back() {
         let local = live();
         local.keep(7, local.epoch(), Some(&snapshot(7, 1_000)), None);
         local.set_live(false);
@@ -255,6 +258,9 @@ mod tests {
         local.keep(8, local.epoch(), Some(&snapshot(8, 1_000)), None);
         assert_eq!(version(local.last_known(8)), None, "nothing new is kept while the feed is down");
         local.set_live(true);
-        assert_eq!(version(local.last_known(7)), None, "the feed's missed messages void every copy");
+        assert_eq!(version(local.get(7)), None, "the feed's missed messages void every copy for reads");
+        assert_eq!(version(local.last_known(7)), Some(1_000), "but it is still the last known");
+        local.keep(7, local.epoch(), Some(&snapshot(7, 2_000)), None);
+        assert_eq!(version(local.get(7)), Some(2_000), "a read from Redis makes a live copy again");
     }
 }

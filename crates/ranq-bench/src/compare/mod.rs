@@ -263,6 +263,8 @@ async fn queue(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
     let total = setup.groups.len() as u64;
     let measured = async {
         wait_for(|| async { Ok(cache.cached_groups().await?.len() as u64 >= total) }).await?;
+        // Every worker up, not only those that took the first jobs: their counts are read next.
+        wait_for(|| async { Ok(batches(&http, &ports).await.is_ok()) }).await?;
         eprintln!("2. queue (ranq): measuring");
         let counters = Counters::default();
         let (ticks_before, batches_before) = (ticks.load(Ordering::Relaxed), batches(&http, &ports).await?);
@@ -372,7 +374,10 @@ where
 {
     let deadline = Instant::now() + WARM_UP_TIMEOUT;
     while !done().await? {
-        anyhow::ensure!(Instant::now() < deadline, "the cache was not filled within {WARM_UP_TIMEOUT:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the architecture was not warmed up (cache filled, every process answering) within {WARM_UP_TIMEOUT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
