@@ -73,6 +73,32 @@ async fn bench_compare_measures_the_three_architectures_and_leaves_nothing_behin
     env.cleanup().await;
 }
 
+/// `ranq-bench chaos --cluster`, CI-sized: the fleet on a Redis Cluster of the bench's own, a
+/// master failed over and another SIGKILLed among the other faults, and nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_chaos_on_a_cluster_fails_masters_over_and_loses_nothing() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    let report = env.dir.join("chaos.json");
+    let out = env
+        .ranq_bench()
+        .args(["chaos", "--cluster", "--duration", "10s", "--every", "1s", "--groups", "30", "--members", "5"])
+        .args(["--workers", "2", "--json"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    for fault in ["cluster_failover", "cluster_master_killed", "worker_killed", "database_cut"] {
+        assert!(r["faults"][fault]["injected"].as_u64() >= Some(1), "{fault} injected: {r}");
+    }
+    assert!(r["faults"].get("redis_restarted_empty").is_none(), "a cluster is failed over, not emptied: {r}");
+    assert_eq!(r["groups_lost"], 0, "{r}");
+    assert_eq!(r["duplicate_ticks_executed"], 0, "{r}");
+    assert_eq!(r["reads_5xx_other"], 0, "{r}");
+    env.cleanup().await;
+}
+
 /// `ranq-bench chaos`, CI-sized: every kind of fault once against a real fleet on its own
 /// redis-server and behind its own database proxy. What must hold, holds: no group lost, no tick
 /// enqueued twice, no 5xx but the honest 503 while Redis is down.

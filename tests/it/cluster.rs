@@ -1,8 +1,8 @@
 //! The whole fleet on a real Redis Cluster (three masters, a replica each): refreshes, reads and
-//! `status` as on one Redis, the snapshots spread over every master, and then a master failover
-//! asked for (`CLUSTER FAILOVER` on a replica): every group converges to the SQL truth, no role
-//! restarts and nothing lands in the dead letter; the time to converge is printed. (A master
-//! killed without a word is not covered yet: see docs/deploying.md.)
+//! `status` as on one Redis, the snapshots spread over every master, and then two master
+//! failovers — one asked for (`CLUSTER FAILOVER` on a replica), one a SIGKILL of another master
+//! whose replica takes over. Each time every group converges to the SQL truth; no role restarts,
+//! nothing lands in the dead letter, every read is served; the times to converge are printed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ fn keys_per_master(masters: &[u16], namespace: &str) -> Vec<usize> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fleet_runs_on_redis_cluster_and_follows_a_master_failover() {
+async fn a_fleet_runs_on_redis_cluster_and_follows_two_master_failovers() {
     const GROUPS: i64 = 60;
     let env = TestEnv::new(Dialect::Postgres).await;
     env.seed(GROUPS as u32, 20).await;
@@ -71,7 +71,7 @@ async fn a_fleet_runs_on_redis_cluster_and_follows_a_master_failover() {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (reading, answers) = reader(base.clone(), GROUPS, stop.clone());
 
-    // A replica takes over its master, asked to (`CLUSTER FAILOVER`).
+    // 1. A replica takes over its master, asked to (`CLUSTER FAILOVER`).
     let (old_master, replica) = pairs[0];
     RedisCluster::cli(replica, &["CLUSTER", "FAILOVER"]).unwrap();
     let started = Instant::now();
@@ -86,10 +86,26 @@ async fn a_fleet_runs_on_redis_cluster_and_follows_a_master_failover() {
     .await;
     eprintln!("CLUSTER FAILOVER: every group true {:?} after it was asked for", started.elapsed());
 
+    // 2. Another master dies without a word; its replica is elected in its place.
+    let (victim, heir) = pairs[1];
+    cluster.kill(victim);
+    let started = Instant::now();
+    eventually(Duration::from_secs(60), "the dead master's replica promoted", || async {
+        RedisCluster::is_master(heir).then_some(())
+    })
+    .await;
+    eprintln!("master SIGKILLed: its replica promoted {:?} after the kill", started.elapsed());
+    execute(&sql, "UPDATE ranq_scores SET score = score + (member_id * 7) % 991 WHERE group_id % 2 = 1").await;
+    eventually(Duration::from_secs(90), "every group true after a master was killed", || async {
+        all_true(&http, &base, &sql, GROUPS).await.then_some(())
+    })
+    .await;
+    eprintln!("master SIGKILLed: every group true {:?} after the kill", started.elapsed());
+
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     reading.await.unwrap();
     let answers = answers.lock().unwrap().clone();
-    eprintln!("reads during the failover, by answer: {answers:?}");
+    eprintln!("reads during the failovers, by answer: {answers:?}");
     let status: Value = serde_json::from_slice(&fleet(&["status", "--json"]).output().unwrap().stdout).unwrap();
     assert_eq!(status["queue"]["dead"], 0, "nothing in the dead letter: {status}");
     for role in &mut roles {

@@ -2,11 +2,13 @@
 //! under a fault every `--every`, for `--duration`, with a reader hammering the API meanwhile.
 //! It runs on services of its own, so nothing else is disturbed: a private `redis-server` (which
 //! it kills and restarts empty) or, with `--sentinel`, a Sentinel deployment (which it fails
-//! over), and a TCP proxy in front of its Postgres schema (which it cuts).
+//! over) or, with `--cluster`, a Redis Cluster (whose masters it fails over and kills), and a TCP
+//! proxy in front of its Postgres schema (which it cuts).
 //!
 //! Faults, in turn: a worker SIGKILLed (and started again), the leading producer SIGKILLed (and
 //! started again), the leading producer paused (SIGSTOP) past its lease and resumed, Redis killed
-//! and restarted empty (on Sentinel: the master failed over), the database cut off for 10 s. After each, the bench times how long until
+//! and restarted empty (on Sentinel: the master failed over; on a cluster: a master failed over,
+//! then another SIGKILLed and started again), the database cut off for 10 s. After each, the bench times how long until
 //! every group holds a snapshot read after the fault ended; a group that does not within two
 //! minutes is lost. Duplicate ticks are counted independently of ranq's own bookkeeping: from the
 //! producers' logs, a tick id enqueued by two producers is a duplicate.
@@ -16,7 +18,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -26,7 +28,7 @@ use ranq_cache::Cache;
 use ranq_core::GroupId;
 use ranq_faults::FaultProxy;
 use ranq_faults::sentinel::Sentinels;
-use ranq_launch::{Launcher, RedisServer};
+use ranq_launch::{Launcher, RedisCluster, RedisServer};
 use ranq_runtime::{Shutdown, UsageError};
 use serde::Serialize;
 use tokio::process::Child;
@@ -50,26 +52,32 @@ enum Fault {
     LeaderPaused,
     RedisRestartedEmpty,
     SentinelFailover,
+    ClusterFailover,
+    ClusterMasterKilled,
     DatabaseCut,
 }
 
 impl Fault {
     /// Every kind, in the order they are injected and reported.
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 8] = [
         Self::WorkerKilled,
         Self::LeaderKilled,
         Self::LeaderPaused,
         Self::RedisRestartedEmpty,
         Self::SentinelFailover,
+        Self::ClusterFailover,
         Self::DatabaseCut,
+        Self::ClusterMasterKilled,
     ];
 
     /// Whether the fault can be injected into a fleet on `service`: on Sentinel the master
-    /// fails over where a lone Redis would restart empty.
+    /// fails over, and on a cluster a master fails over or dies, where a lone Redis would
+    /// restart empty.
     fn applies_to(self, service: &Service) -> bool {
         match self {
             Self::RedisRestartedEmpty => matches!(service, Service::Lone(_)),
             Self::SentinelFailover => matches!(service, Service::Sentinel(_)),
+            Self::ClusterFailover | Self::ClusterMasterKilled => matches!(service, Service::Cluster(_)),
             _ => true,
         }
     }
@@ -79,12 +87,15 @@ impl Fault {
 enum Service {
     Lone(RedisServer),
     Sentinel(Sentinels),
+    Cluster(RedisCluster),
 }
 
 impl Service {
-    async fn start(sentinel: bool, dir: &std::path::Path) -> anyhow::Result<Self> {
-        Ok(if sentinel {
+    async fn start(args: &ChaosArgs, dir: &std::path::Path) -> anyhow::Result<Self> {
+        Ok(if args.sentinel {
             Self::Sentinel(Sentinels::start(dir).await?)
+        } else if args.cluster {
+            Self::Cluster(tokio::task::spawn_blocking(RedisCluster::start).await??)
         } else {
             Self::Lone(tokio::task::spawn_blocking(RedisServer::start).await??)
         })
@@ -94,6 +105,7 @@ impl Service {
         match self {
             Self::Lone(redis) => redis.url(),
             Self::Sentinel(sentinels) => sentinels.url(),
+            Self::Cluster(cluster) => cluster.url(),
         }
     }
 
@@ -185,7 +197,7 @@ async fn run(lab: &Lab, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Result<C
 
     let logs = std::env::temp_dir().join(format!("{}-logs", sandbox.namespace));
     std::fs::create_dir_all(&logs)?;
-    let mut redis = Service::start(args.sentinel, &logs.join("redis")).await?;
+    let mut redis = Service::start(args, &logs.join("redis")).await?;
     let upstream = upstream_of(&sandbox.database_url).await?;
     let proxy = FaultProxy::start(upstream).await?;
     let database_url =
@@ -349,6 +361,14 @@ async fn inject(
             let old = sentinels.failover().await?;
             sentinels.wait_for_new_master(old).await?;
         }
+        Fault::ClusterFailover => {
+            let Service::Cluster(cluster) = redis else { return Ok(false) };
+            tokio::task::block_in_place(|| cluster_failover(cluster, false))?;
+        }
+        Fault::ClusterMasterKilled => {
+            let Service::Cluster(cluster) = redis else { return Ok(false) };
+            tokio::task::block_in_place(|| cluster_failover(cluster, true))?;
+        }
         Fault::DatabaseCut => {
             proxy.cut();
             tokio::time::sleep(DB_CUT).await;
@@ -356,6 +376,35 @@ async fn inject(
         }
     }
     Ok(true)
+}
+
+/// Hands a master's slots to its replica: asked for (`CLUSTER FAILOVER` on the replica) or, when
+/// `kill`, by SIGKILLing the master and starting it again once the replica took over, so that it
+/// rejoins as a replica and the next fault finds three pairs again. Returns once every node says
+/// the cluster is ok.
+fn cluster_failover(cluster: &mut RedisCluster, kill: bool) -> anyhow::Result<()> {
+    let pairs = cluster.pairs()?;
+    // Turn by turn a different master, so that the queue's own moves too.
+    static TURN: AtomicUsize = AtomicUsize::new(0);
+    let turn = TURN.fetch_add(1, Ordering::Relaxed);
+    let &(master, replica) = pairs
+        .get(turn % pairs.len().max(1))
+        .ok_or_else(|| anyhow::anyhow!("no master of the cluster has a replica"))?;
+    if kill {
+        cluster.kill(master);
+    } else {
+        RedisCluster::cli(replica, &["CLUSTER", "FAILOVER"])?;
+    }
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    while !RedisCluster::is_master(replica) {
+        anyhow::ensure!(Instant::now() < deadline, "the replica on port {replica} was not promoted in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if kill {
+        cluster.start_again(master)?;
+    }
+    cluster.wait_until_ok()?;
+    Ok(())
 }
 
 /// Which of the producers holds the lease (its id ends in `-<pid>-<start ms>`).

@@ -44,9 +44,10 @@ pub enum BenchCommand {
     /// (and with stale-while-revalidate) — on the same data and read workload: database and Redis
     /// load, lock traffic, read latency, FRESH/STALE/MISS shares and the age of what readers saw.
     Compare(CompareArgs),
-    /// A real fleet (two producers, workers, the read API) on a private redis-server and behind a
-    /// cuttable database proxy, under a fault every --every: workers and the leader killed, the
-    /// leader paused, Redis restarted empty, the database cut. Reports groups lost, time to
+    /// A real fleet (two producers, workers, the read API) on a private redis-server (or Sentinel,
+    /// or Cluster) and behind a cuttable database proxy, under a fault every --every: workers and
+    /// the leader killed, the leader paused, Redis restarted empty (or failed over), the database
+    /// cut. Reports groups lost, time to
     /// converge, duplicate ticks, 5xx answers and memory.
     Chaos(ChaosArgs),
     /// A worker that acks every job without work (the refresh bench's ceiling).
@@ -104,6 +105,11 @@ pub struct ChaosArgs {
     /// three sentinels) and fail it over (`SENTINEL FAILOVER`) in place of restarting Redis.
     #[arg(long)]
     pub sentinel: bool,
+    /// Run the fleet on a Redis Cluster of the bench's own (three masters, a replica each) and,
+    /// in place of restarting Redis, fail a master over (`CLUSTER FAILOVER`) or SIGKILL one (and
+    /// start it again, to rejoin as a replica).
+    #[arg(long, conflicts_with = "sentinel")]
+    pub cluster: bool,
     /// Also write the report as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,

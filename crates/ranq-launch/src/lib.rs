@@ -376,6 +376,12 @@ impl RedisCluster {
     pub fn kill(&mut self, port: u16) {
         self.nodes.iter_mut().filter(|n| n.port == port).for_each(RedisServer::kill);
     }
+
+    /// Starts the node on `port` again after [`RedisCluster::kill`]: empty, but with the cluster's
+    /// layout it kept in its file, so that it rejoins, as a replica if another took its slots.
+    pub fn start_again(&mut self, port: u16) -> io::Result<()> {
+        self.nodes.iter_mut().filter(|n| n.port == port).try_for_each(RedisServer::start_again)
+    }
 }
 
 impl Drop for RedisCluster {

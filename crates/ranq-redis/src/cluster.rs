@@ -12,8 +12,18 @@
 //! - **Pub/sub**: a classic `PUBLISH` reaches every node of a cluster, so a subscription is a
 //!   connection of its own to any one master that answers.
 
+//! - **A client that stops answering.** redis-rs repairs a lost node connection in the background
+//!   and rereads the layout on `MOVED`; but when a master dies or hands over its slots, a client
+//!   caught between the two can stop answering altogether, every command waiting out its timeout
+//!   long after the cluster has settled. So a watchdog pings the cluster through the client every
+//!   [`PROBE_EVERY`], and a ping unanswered within [`PROBE_TIMEOUT`] (or any command timing out)
+//!   has the client rebuilt from the seeds and every node the cluster named since: one rebuild at
+//!   a time, at most every [`REBUILD_EVERY`]. The commands still waiting on the old client then
+//!   fail at once, and the callers' retries go to the new one.
+
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -23,6 +33,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::{Arg, Cmd, Pipeline, RedisFuture, Value};
+use tokio::time::Instant;
 
 use crate::error::{CONNECT_TIMEOUT, RedisError, refuses_credentials};
 use crate::target::ClusterTarget;
@@ -33,97 +44,288 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest the first connect may take: the seeds asked in turn for the layout, then a
 /// connection opened to each master.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+/// The least time between two rebuilds of the client: the commands that time out together after
+/// a wedge start one rebuild, not one each.
+const REBUILD_EVERY: Duration = Duration::from_secs(5);
+/// How often the watchdog pings the cluster through the client.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How long the watchdog's ping may wait before the client counts as wedged: far above a loaded
+/// node's answer, far below a command's timeout.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The client commands go through now.
+#[derive(Clone)]
+struct Current {
+    conn: ClusterConnection,
+    /// Bumped by every rebuild, so that a timeout met on a client already replaced starts none.
+    generation: u64,
+}
+
+struct Shared {
+    current: RwLock<Current>,
+    target: ClusterTarget,
+    tls: RedisSettings,
+    /// The URL with its password replaced, for messages.
+    shown: String,
+    /// Every node the cluster has named (masters and replicas), tried after the seeds when the
+    /// client is rebuilt: the seeds of a long-lived process may all be gone by then.
+    known: Mutex<Vec<(String, u16)>>,
+    /// Set while a rebuild runs: there is one at a time.
+    rebuilding: AtomicBool,
+    /// When the last rebuild started.
+    last_rebuild: Mutex<Option<Instant>>,
+    /// The generation of the current client, for the commands still waiting on an older one: they
+    /// fail as soon as it is replaced, not when their timeout ends.
+    rebuilt: tokio::sync::watch::Sender<u64>,
+}
+
+/// Clears [`Shared::rebuilding`] when the rebuild ends, however it ends.
+struct Rebuilding(Arc<Shared>);
+
+impl Drop for Rebuilding {
+    fn drop(&mut self) {
+        self.0.rebuilding.store(false, Ordering::Release);
+    }
+}
 
 /// A connection to a whole Redis Cluster. Cheap to clone: clones share the node connections.
 #[derive(Clone)]
 pub(crate) struct ClusterConn {
-    conn: ClusterConnection,
-    target: Arc<ClusterTarget>,
-    tls: Arc<RedisSettings>,
-    /// The URL with its password replaced, for messages.
-    shown: Arc<str>,
+    shared: Arc<Shared>,
+}
+
+/// A cluster client that first reached the cluster through `nodes`, with TLS as `target` and
+/// `tls` ask; `shown` names the cluster in errors.
+async fn connect(
+    target: &ClusterTarget,
+    nodes: &[(String, u16)],
+    tls: &RedisSettings,
+    shown: &str,
+) -> Result<ClusterConnection, RedisError> {
+    let shown = shown.to_owned();
+    let bad_url = |_| RedisError::BadUrl { url: shown.clone() };
+    let urls: Vec<String> = nodes.iter().map(|(host, port)| target.node_url(host, *port)).collect();
+    let mut builder =
+        ClusterClientBuilder::new(urls).connection_timeout(CONNECT_TIMEOUT).response_timeout(RESPONSE_TIMEOUT);
+    if target.tls {
+        if let Some(certs) = certificates(tls)? {
+            builder = builder.certs(certs);
+        }
+        if tls.tls_insecure || target.insecure {
+            builder = builder.tls(redis::TlsMode::Insecure);
+        }
+    }
+    let client = builder.build().map_err(bad_url)?;
+    match tokio::time::timeout(OPEN_TIMEOUT, client.get_async_connection()).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(source)) if is_tls_failure(&source) => Err(RedisError::Tls { url: shown, source }),
+        Ok(Err(source)) if refuses_credentials(&source) => Err(RedisError::Auth { url: shown, source }),
+        Ok(Err(source)) if is_refused_command(&source) => Err(RedisError::NoPermission { url: shown, source }),
+        Ok(Err(source)) => Err(RedisError::NoCluster { url: shown, source }),
+        Err(_) => Err(RedisError::ConnectTimeout { url: shown }),
+    }
+}
+
+/// Pings the cluster through the current client every [`PROBE_EVERY`] and has the client rebuilt
+/// when a ping goes unanswered for [`PROBE_TIMEOUT`]; ends once every clone of the connection is
+/// gone. A ping that fails (a node down, the cluster without a majority) is the client answering,
+/// and no reason to rebuild it.
+async fn watch(shared: Weak<Shared>) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let Some(shared) = shared.upgrade() else { return };
+        let this = ClusterConn { shared };
+        let Current { mut conn, generation } = this.current();
+        let ping =
+            conn.route_command(redis::cmd("PING").clone(), RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random));
+        if tokio::time::timeout(PROBE_TIMEOUT, ping).await.is_err() {
+            tracing::warn!(cluster = %this.shared.shown, "the Redis Cluster client stopped answering; reconnecting");
+            this.rebuild_after(generation);
+        }
+    }
+}
+
+/// The nodes a `CLUSTER SLOTS` reply names, each once: `(host, port, whether it is a master)`.
+fn layout_nodes(layout: Vec<Value>) -> Vec<(String, u16, bool)> {
+    let mut nodes: Vec<(String, u16, bool)> = Vec::new();
+    for range in layout {
+        // [first slot, last slot, [host, port, id, …] of the master, then of each replica]
+        let Value::Array(range) = range else { continue };
+        for (index, node) in range.into_iter().enumerate().skip(2) {
+            let Value::Array(node) = node else { continue };
+            let host = match node.first() {
+                Some(Value::BulkString(host)) => String::from_utf8_lossy(host).into_owned(),
+                Some(Value::SimpleString(host)) => host.clone(),
+                _ => continue,
+            };
+            let Some(Value::Int(port)) = node.get(1) else { continue };
+            let Ok(port) = u16::try_from(*port) else { continue };
+            // An empty host or `?` is a node whose address the cluster does not know.
+            if host.is_empty() || host == "?" || nodes.iter().any(|(h, p, _)| *h == host && *p == port) {
+                continue;
+            }
+            nodes.push((host, port, index == 2));
+        }
+    }
+    nodes
 }
 
 impl ClusterConn {
     /// Connects to the cluster that `target`'s seeds belong to, with TLS as `tls` asks; `shown`
     /// is the URL as messages show it (its password replaced).
     pub async fn open(target: ClusterTarget, tls: &RedisSettings, shown: String) -> Result<Self, RedisError> {
-        let bad_url = |_| RedisError::BadUrl { url: shown.clone() };
-        let mut builder = ClusterClientBuilder::new(target.seed_urls())
-            .connection_timeout(CONNECT_TIMEOUT)
-            .response_timeout(RESPONSE_TIMEOUT);
-        if target.tls {
-            if let Some(certs) = certificates(tls)? {
-                builder = builder.certs(certs);
-            }
-            if tls.tls_insecure || target.insecure {
-                builder = builder.tls(redis::TlsMode::Insecure);
-            }
-        }
-        let client = builder.build().map_err(bad_url)?;
-        let conn = match tokio::time::timeout(OPEN_TIMEOUT, client.get_async_connection()).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(source)) if is_tls_failure(&source) => return Err(RedisError::Tls { url: shown, source }),
-            Ok(Err(source)) if refuses_credentials(&source) => return Err(RedisError::Auth { url: shown, source }),
-            Ok(Err(source)) if is_refused_command(&source) => {
-                return Err(RedisError::NoPermission { url: shown, source });
-            }
-            Ok(Err(source)) => return Err(RedisError::NoCluster { url: shown, source }),
-            Err(_) => return Err(RedisError::ConnectTimeout { url: shown }),
+        let conn = connect(&target, &target.seeds, tls, &shown).await?;
+        let shared = Shared {
+            current: RwLock::new(Current { conn, generation: 0 }),
+            target,
+            tls: tls.clone(),
+            shown,
+            known: Mutex::new(Vec::new()),
+            rebuilding: AtomicBool::new(false),
+            last_rebuild: Mutex::new(None),
+            rebuilt: tokio::sync::watch::Sender::new(0),
         };
-        Ok(Self { conn, target: Arc::new(target), tls: Arc::new(tls.clone()), shown: shown.into() })
+        let this = Self { shared: Arc::new(shared) };
+        // Learning the other nodes is for a later rebuild only: a refusal now is no reason to fail.
+        let _ = this.layout().await;
+        tokio::spawn(watch(Arc::downgrade(&this.shared)));
+        Ok(this)
     }
 
     /// The URL, for messages (its password hidden).
     pub fn shown(&self) -> &str {
-        &self.shown
+        &self.shared.shown
+    }
+
+    fn current(&self) -> Current {
+        self.shared.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Runs `cmd` with `routing` on the current client, rebuilding it if the command timed out.
+    async fn route(&self, cmd: Cmd, routing: RoutingInfo) -> Result<Value, redis::RedisError> {
+        let Current { mut conn, generation } = self.current();
+        self.guarded(generation, conn.route_command(cmd, routing)).await
+    }
+
+    /// Awaits `command`, sent on the client of `generation`: it fails at once if that client is
+    /// replaced meanwhile (the caller's retry goes to the new one), and a timeout has the client
+    /// rebuilt.
+    async fn guarded<T>(
+        &self,
+        generation: u64,
+        command: impl Future<Output = Result<T, redis::RedisError>>,
+    ) -> Result<T, redis::RedisError> {
+        let mut rebuilt = self.shared.rebuilt.subscribe();
+        let replaced = async move {
+            if rebuilt.wait_for(|current| *current != generation).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            result = command => result,
+            () = replaced => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "the Redis Cluster client was rebuilt while this command waited",
+            )
+            .into()),
+        };
+        self.observe(generation, &result);
+        result
+    }
+
+    /// After a command on the client of `generation` ended with `result`: if it timed out,
+    /// starts a rebuild of the client, unless one runs or the client was rebuilt since.
+    fn observe<T>(&self, generation: u64, result: &Result<T, redis::RedisError>) {
+        if matches!(result, Err(error) if error.is_timeout()) {
+            self.rebuild_after(generation);
+        }
+    }
+
+    /// Starts a rebuild of the client of `generation`, unless one runs or it was rebuilt since.
+    fn rebuild_after(&self, generation: u64) {
+        if self.current().generation != generation {
+            return;
+        }
+        if self.shared.rebuilding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let guard = Rebuilding(self.shared.clone());
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            this.rebuild(generation).await;
+        });
+    }
+
+    /// Replaces the client of `generation` by a new one, connected through the seeds and every
+    /// node the cluster named; bounded by the connect's own timeout.
+    async fn rebuild(&self, generation: u64) {
+        let start = {
+            let mut last = self.shared.last_rebuild.lock().unwrap_or_else(PoisonError::into_inner);
+            let start = last.map_or_else(Instant::now, |t| (t + REBUILD_EVERY).max(Instant::now()));
+            *last = Some(start);
+            start
+        };
+        tokio::time::sleep_until(start).await;
+        if self.current().generation != generation {
+            return;
+        }
+        let mut nodes = self.shared.target.seeds.clone();
+        for node in self.shared.known.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            if !nodes.contains(node) {
+                nodes.push(node.clone());
+            }
+        }
+        match connect(&self.shared.target, &nodes, &self.shared.tls, &self.shared.shown).await {
+            Ok(conn) => {
+                tracing::warn!(cluster = %self.shared.shown, "reconnected to the Redis Cluster afresh");
+                *self.shared.current.write().unwrap_or_else(PoisonError::into_inner) =
+                    Current { conn, generation: generation + 1 };
+                self.shared.rebuilt.send_replace(generation + 1);
+                let _ = self.layout().await;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not reconnect to the Redis Cluster; will try again"),
+        }
+    }
+
+    /// The nodes as the cluster describes itself now (`CLUSTER SLOTS`), remembered for a rebuild.
+    async fn layout(&self) -> Result<Vec<(String, u16, bool)>, redis::RedisError> {
+        let Current { mut conn, generation } = self.current();
+        let slots = redis::cmd("CLUSTER").arg("SLOTS").clone();
+        let reply = self.guarded(generation, async move { slots.query_async::<Vec<Value>>(&mut conn).await }).await;
+        let nodes = layout_nodes(reply?);
+        *self.shared.known.lock().unwrap_or_else(PoisonError::into_inner) =
+            nodes.iter().map(|(host, port, _)| (host.clone(), *port)).collect();
+        Ok(nodes)
     }
 
     /// A round trip to any one node: the cluster answers, though a master may be down (a plain
     /// `PING` goes to every master and fails with any of them).
     pub async fn ping(&self) -> Result<(), redis::RedisError> {
-        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
-        self.conn.clone().route_command(redis::cmd("PING").clone(), routing).await.map(drop)
+        self.route(redis::cmd("PING").clone(), RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random)).await.map(drop)
     }
 
     /// The masters as the cluster describes itself now: `(host, port)` of each.
     pub async fn masters(&self) -> Result<Vec<(String, u16)>, redis::RedisError> {
-        let layout: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut self.conn.clone()).await?;
-        let mut masters: Vec<(String, u16)> = Vec::new();
-        for range in layout {
-            // [first slot, last slot, [host, port, id, …], replicas…]
-            let Value::Array(range) = range else { continue };
-            let Some(Value::Array(master)) = range.get(2) else { continue };
-            let host = match master.first() {
-                Some(Value::BulkString(host)) => String::from_utf8_lossy(host).into_owned(),
-                Some(Value::SimpleString(host)) => host.clone(),
-                _ => continue,
-            };
-            let Some(Value::Int(port)) = master.get(1) else { continue };
-            let Ok(port) = u16::try_from(*port) else { continue };
-            if !masters.contains(&(host.clone(), port)) {
-                masters.push((host, port));
-            }
-        }
-        Ok(masters)
+        let nodes = self.layout().await?;
+        Ok(nodes.into_iter().filter(|(_, _, master)| *master).map(|(host, port, _)| (host, port)).collect())
     }
 
     /// A client for one node, for a connection of its own (pub/sub).
     pub fn node_client(&self, host: &str, port: u16) -> Result<redis::Client, RedisError> {
-        crate::tls::client(&self.target.node_url(host, port), &self.tls)
+        crate::tls::client(&self.shared.target.node_url(host, port), &self.shared.tls)
     }
 
     /// Runs `cmd` on the master at `host:port`.
     pub async fn on_node(&self, host: &str, port: u16, cmd: Cmd) -> Result<Value, redis::RedisError> {
-        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.to_owned(), port });
-        self.conn.clone().route_command(cmd, routing).await
+        self.route(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.to_owned(), port })).await
     }
 
     /// `INFO <section>` of every master, each field that is a number summed over them (memory,
     /// commands processed), any other field as the first master has it.
     pub async fn info(&self, section: &str) -> Result<HashMap<String, String>, redis::RedisError> {
         let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, Some(ResponsePolicy::Special)));
-        let reply = self.conn.clone().route_command(redis::cmd("INFO").arg(section).clone(), routing).await?;
+        let reply = self.route(redis::cmd("INFO").arg(section).clone(), routing).await?;
         let texts: Vec<String> = match reply {
             Value::Map(nodes) => nodes
                 .into_iter()
@@ -180,7 +382,10 @@ fn slot_of(cmd: &Cmd) -> Option<Slot> {
 
 impl ConnectionLike for ClusterConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.conn.req_packed_command(cmd)
+        Box::pin(async move {
+            let Current { mut conn, generation } = self.current();
+            self.guarded(generation, conn.req_packed_command(cmd)).await
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -190,65 +395,75 @@ impl ConnectionLike for ClusterConn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
-            // A transaction must be in one slot: the server says so if it is not.
-            if pipeline.is_transaction() {
-                return self.conn.req_packed_commands(pipeline, offset, count).await;
-            }
-            let mut by_slot: HashMap<Slot, Vec<usize>> = HashMap::new();
-            let mut keyless: Vec<usize> = Vec::new();
-            for (index, cmd) in commands.iter().enumerate() {
-                match slot_of(cmd) {
-                    Some(slot) => by_slot.entry(slot).or_default().push(index),
-                    None => keyless.push(index),
-                }
-            }
-            if by_slot.len() + usize::from(!keyless.is_empty()) <= 1 {
-                return self.conn.req_packed_commands(pipeline, offset, count).await;
-            }
-            let mut replies: Vec<Option<Value>> = vec![None; commands.len()];
-            let part = |indexes: Vec<usize>| {
-                let mut conn = self.conn.clone();
-                let mut sub = redis::pipe();
-                for &index in &indexes {
-                    sub.add_command(commands[index].clone());
-                }
-                async move {
-                    let values = conn.req_packed_commands(&sub, 0, indexes.len()).await?;
-                    Ok::<_, redis::RedisError>(indexes.into_iter().zip(values))
-                }
-            };
-            let mut failure = None;
-            for part in join_all(by_slot.into_values().map(part)).await {
-                match part {
-                    Ok(values) => values.for_each(|(index, value)| replies[index] = Some(value)),
-                    Err(error) => failure = failure.or(Some(error)),
-                }
-            }
-            // Even when a part failed: what the others wrote is announced (a `PUBLISH` of groups
-            // written), and the caller's retry finds the rest.
-            if !keyless.is_empty() {
-                for (index, value) in part(keyless).await? {
-                    replies[index] = Some(value);
-                }
-            }
-            if let Some(error) = failure {
-                return Err(error);
-            }
-            replies
-                .into_iter()
-                .skip(offset)
-                .take(count)
-                .map(|value| {
-                    value.ok_or_else(|| (redis::ErrorKind::Io, "a node answered fewer replies than asked").into())
-                })
-                .collect()
+            let Current { conn, generation } = self.current();
+            self.guarded(generation, split_by_slot(conn, pipeline, offset, count)).await
         })
     }
 
     fn get_db(&self) -> i64 {
         0
     }
+}
+
+/// Runs `pipeline` on `conn`: as it is when it is a transaction or all its commands are in one
+/// slot, else as one pipeline per slot, all sent at once, and then the keyless commands.
+async fn split_by_slot(
+    mut conn: ClusterConnection,
+    pipeline: &Pipeline,
+    offset: usize,
+    count: usize,
+) -> Result<Vec<Value>, redis::RedisError> {
+    let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
+    // A transaction must be in one slot: the server says so if it is not.
+    if pipeline.is_transaction() {
+        return conn.req_packed_commands(pipeline, offset, count).await;
+    }
+    let mut by_slot: HashMap<Slot, Vec<usize>> = HashMap::new();
+    let mut keyless: Vec<usize> = Vec::new();
+    for (index, cmd) in commands.iter().enumerate() {
+        match slot_of(cmd) {
+            Some(slot) => by_slot.entry(slot).or_default().push(index),
+            None => keyless.push(index),
+        }
+    }
+    if by_slot.len() + usize::from(!keyless.is_empty()) <= 1 {
+        return conn.req_packed_commands(pipeline, offset, count).await;
+    }
+    let mut replies: Vec<Option<Value>> = vec![None; commands.len()];
+    let part = |indexes: Vec<usize>| {
+        let mut conn = conn.clone();
+        let mut sub = redis::pipe();
+        for &index in &indexes {
+            sub.add_command(commands[index].clone());
+        }
+        async move {
+            let values = conn.req_packed_commands(&sub, 0, indexes.len()).await?;
+            Ok::<_, redis::RedisError>(indexes.into_iter().zip(values))
+        }
+    };
+    let mut failure = None;
+    for part in join_all(by_slot.into_values().map(part)).await {
+        match part {
+            Ok(values) => values.for_each(|(index, value)| replies[index] = Some(value)),
+            Err(error) => failure = failure.or(Some(error)),
+        }
+    }
+    // Even when a part failed: what the others wrote is announced (a `PUBLISH` of groups
+    // written), and the caller's retry finds the rest.
+    if !keyless.is_empty() {
+        for (index, value) in part(keyless).await? {
+            replies[index] = Some(value);
+        }
+    }
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    replies
+        .into_iter()
+        .skip(offset)
+        .take(count)
+        .map(|value| value.ok_or_else(|| (redis::ErrorKind::Io, "a node answered fewer replies than asked").into()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -264,5 +479,30 @@ mod tests {
         assert_eq!(slot(redis::cmd("EVALSHA").arg("abc").arg(0).arg("x")), None);
         assert_eq!(slot(redis::cmd("PUBLISH").arg("ranq:written").arg("7")), None);
         assert_eq!(slot(redis::cmd("ZADD").arg("ranq:index").arg(1).arg(7)), Some(Slot::for_key("ranq:index")));
+    }
+
+    #[test]
+    fn a_layout_names_each_node_once_its_master_first_and_skips_unknown_addresses() {
+        let node = |host: &str, port: i64| {
+            Value::Array(vec![Value::BulkString(host.into()), Value::Int(port), Value::BulkString(b"id".to_vec())])
+        };
+        let range = |first: i64, last: i64, nodes: Vec<Value>| {
+            Value::Array([vec![Value::Int(first), Value::Int(last)], nodes].concat())
+        };
+        let layout = vec![
+            range(0, 5460, vec![node("10.0.0.1", 7000), node("10.0.0.4", 7003)]),
+            range(5461, 10922, vec![node("10.0.0.2", 7001), node("?", 7004)]),
+            range(10923, 12000, vec![node("10.0.0.3", 7002), node("", 7005)]),
+            range(12001, 16383, vec![node("10.0.0.3", 7002)]),
+        ];
+        assert_eq!(
+            layout_nodes(layout),
+            vec![
+                ("10.0.0.1".to_owned(), 7000, true),
+                ("10.0.0.4".to_owned(), 7003, false),
+                ("10.0.0.2".to_owned(), 7001, true),
+                ("10.0.0.3".to_owned(), 7002, true),
+            ]
+        );
     }
 }

@@ -46,11 +46,6 @@ impl ClusterTarget {
         let fragment = if self.tls && self.insecure { "#insecure" } else { "" };
         format!("{scheme}://{}{host}:{port}{fragment}", self.credentials)
     }
-
-    /// The seeds' URLs.
-    pub fn seed_urls(&self) -> Vec<String> {
-        self.seeds.iter().map(|(host, port)| self.node_url(host, *port)).collect()
-    }
 }
 
 /// A master named `master`, found by asking `sentinels`.
@@ -230,14 +225,12 @@ mod tests {
             panic!("a cluster URL")
         };
         assert_eq!(t.seeds, vec![("n1".to_owned(), 7000), ("n2".to_owned(), 6379)]);
-        assert_eq!(t.seed_urls(), ["redis://ranq:pw@n1:7000", "redis://ranq:pw@n2:6379"]);
+        assert_eq!(t.node_url("n1", 7000), "redis://ranq:pw@n1:7000");
         let Ok(Target::Cluster(t)) = Target::parse("rediss+cluster://n1:7000/#insecure") else { panic!("TLS") };
         assert_eq!(t.node_url("10.0.0.7", 7001), "rediss://10.0.0.7:7001#insecure");
         let Ok(Target::Cluster(t)) = Target::parse("redis+cluster://[::1]:7000") else { panic!("IPv6") };
-        assert_eq!(
-            (t.seed_urls(), t.node_url("::1", 7001)),
-            (vec!["redis://[::1]:7000".into()], "redis://[::1]:7001".into())
-        );
+        assert_eq!(t.node_url(&t.seeds[0].0, t.seeds[0].1), "redis://[::1]:7000");
+        assert_eq!(t.node_url("::1", 7001), "redis://[::1]:7001");
         assert!(
             !format!("{:?}", Target::parse("redis+cluster://u:secret@n1").expect("a cluster URL")).contains("secret")
         );
