@@ -73,50 +73,24 @@ async fn bench_compare_measures_the_three_architectures_and_leaves_nothing_behin
     env.cleanup().await;
 }
 
-/// `ranq-bench chaos --cluster`, CI-sized: the fleet on a Redis Cluster of the bench's own, a
-/// master failed over and another SIGKILLed among the other faults, and nothing lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_chaos_on_a_cluster_fails_masters_over_and_loses_nothing() {
-    let env = TestEnv::new(Dialect::Postgres).await;
+/// Runs `ranq-bench chaos` CI-sized (30 groups, two workers, a fault every second) with `args`
+/// beside, and returns its JSON report and what it printed, once it exited 0 and reported what
+/// must hold whatever the service: no group lost, no tick enqueued twice, ticks and reads made,
+/// and no 5xx but the honest 503 while Redis is down.
+fn chaos(env: &TestEnv, args: &[&str], faults: &[&str]) -> (Value, String) {
     let report = env.dir.join("chaos.json");
     let out = env
         .ranq_bench()
-        .args(["chaos", "--cluster", "--duration", "10s", "--every", "1s", "--groups", "30", "--members", "5"])
-        .args(["--workers", "2", "--json"])
+        .args(["chaos", "--every", "1s", "--groups", "30", "--members", "5", "--workers", "2"])
+        .args(args)
+        .arg("--json")
         .arg(&report)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    for fault in ["cluster_failover", "cluster_master_killed", "worker_killed", "database_cut"] {
-        assert!(r["faults"][fault]["injected"].as_u64() >= Some(1), "{fault} injected: {r}");
-    }
-    assert!(r["faults"].get("redis_restarted_empty").is_none(), "a cluster is failed over, not emptied: {r}");
-    assert_eq!(r["groups_lost"], 0, "{r}");
-    assert_eq!(r["duplicate_ticks_executed"], 0, "{r}");
-    assert_eq!(r["reads_5xx_other"], 0, "{r}");
-    env.cleanup().await;
-}
-
-/// `ranq-bench chaos`, CI-sized: every kind of fault once against a real fleet on its own
-/// redis-server and behind its own database proxy. What must hold, holds: no group lost, no tick
-/// enqueued twice, no 5xx but the honest 503 while Redis is down.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_chaos_injects_every_fault_and_loses_nothing() {
-    let env = TestEnv::new(Dialect::Postgres).await;
-    let report = env.dir.join("chaos.json");
-    let out = env
-        .ranq_bench()
-        .args(["chaos", "--duration", "20s", "--every", "1s", "--groups", "30", "--members", "5"])
-        .args(["--workers", "2", "--json"])
-        .arg(&report)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    for fault in ["worker_killed", "leader_killed", "leader_paused", "redis_restarted_empty", "database_cut"] {
+    for fault in faults {
         assert!(r["faults"][fault]["injected"].as_u64() >= Some(1), "{fault} injected: {r}");
     }
     assert_eq!(r["groups_lost"], 0, "{r}");
@@ -124,6 +98,27 @@ async fn bench_chaos_injects_every_fault_and_loses_nothing() {
     assert!(r["ticks_enqueued"].as_u64() > Some(0), "{r}");
     assert_eq!(r["reads_5xx_other"], 0, "{r}");
     assert!(r["reads"].as_u64() > Some(0), "{r}");
+    (r, stdout)
+}
+
+/// `ranq-bench chaos --cluster`: the fleet on a Redis Cluster of the bench's own, a master
+/// failed over and another SIGKILLed among the other faults, and nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_chaos_on_a_cluster_fails_masters_over_and_loses_nothing() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    let faults = ["cluster_failover", "cluster_master_killed", "worker_killed", "database_cut"];
+    let (r, _) = chaos(&env, &["--cluster", "--duration", "10s"], &faults);
+    assert!(r["faults"].get("redis_restarted_empty").is_none(), "a cluster is failed over, not emptied: {r}");
+    env.cleanup().await;
+}
+
+/// `ranq-bench chaos`: every kind of fault once against a real fleet on its own redis-server and
+/// behind its own database proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_chaos_injects_every_fault_and_loses_nothing() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    let faults = ["worker_killed", "leader_killed", "leader_paused", "redis_restarted_empty", "database_cut"];
+    let (_, stdout) = chaos(&env, &["--duration", "20s"], &faults);
     assert!(stdout.contains("groups lost (must be 0)"), "{stdout}");
     env.cleanup().await;
 }

@@ -22,7 +22,6 @@
 //!   fail at once, and the callers' retries go to the new one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
@@ -33,9 +32,9 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::{Arg, Cmd, Pipeline, RedisFuture, Value};
-use tokio::time::Instant;
 
 use crate::error::{CONNECT_TIMEOUT, RedisError, refuses_credentials};
+use crate::single_flight::SingleFlight;
 use crate::target::ClusterTarget;
 use crate::tls::{certificates, is_tls_failure};
 
@@ -70,22 +69,11 @@ struct Shared {
     /// Every node the cluster has named (masters and replicas), tried after the seeds when the
     /// client is rebuilt: the seeds of a long-lived process may all be gone by then.
     known: Mutex<Vec<(String, u16)>>,
-    /// Set while a rebuild runs: there is one at a time.
-    rebuilding: AtomicBool,
-    /// When the last rebuild started.
-    last_rebuild: Mutex<Option<Instant>>,
+    /// The rebuild of the client: one at a time, at most every [`REBUILD_EVERY`].
+    rebuild: Arc<SingleFlight>,
     /// The generation of the current client, for the commands still waiting on an older one: they
     /// fail as soon as it is replaced, not when their timeout ends.
     rebuilt: tokio::sync::watch::Sender<u64>,
-}
-
-/// Clears [`Shared::rebuilding`] when the rebuild ends, however it ends.
-struct Rebuilding(Arc<Shared>);
-
-impl Drop for Rebuilding {
-    fn drop(&mut self) {
-        self.0.rebuilding.store(false, Ordering::Release);
-    }
 }
 
 /// A connection to a whole Redis Cluster. Cheap to clone: clones share the node connections.
@@ -181,8 +169,7 @@ impl ClusterConn {
             tls: tls.clone(),
             shown,
             known: Mutex::new(Vec::new()),
-            rebuilding: AtomicBool::new(false),
-            last_rebuild: Mutex::new(None),
+            rebuild: SingleFlight::new(REBUILD_EVERY),
             rebuilt: tokio::sync::watch::Sender::new(0),
         };
         let this = Self { shared: Arc::new(shared) };
@@ -246,27 +233,13 @@ impl ClusterConn {
         if self.current().generation != generation {
             return;
         }
-        if self.shared.rebuilding.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let guard = Rebuilding(self.shared.clone());
         let this = self.clone();
-        tokio::spawn(async move {
-            let _guard = guard;
-            this.rebuild(generation).await;
-        });
+        self.shared.rebuild.spawn(async move { this.rebuild(generation).await });
     }
 
     /// Replaces the client of `generation` by a new one, connected through the seeds and every
     /// node the cluster named; bounded by the connect's own timeout.
     async fn rebuild(&self, generation: u64) {
-        let start = {
-            let mut last = self.shared.last_rebuild.lock().unwrap_or_else(PoisonError::into_inner);
-            let start = last.map_or_else(Instant::now, |t| (t + REBUILD_EVERY).max(Instant::now()));
-            *last = Some(start);
-            start
-        };
-        tokio::time::sleep_until(start).await;
         if self.current().generation != generation {
             return;
         }

@@ -6,11 +6,8 @@
 //! the error fails at once, as do those meeting errors while the search runs, and the callers'
 //! own retries (the worker's, the next tick's) go to the new master once it is found.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 use ranq_runtime::settings::RedisSettings;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -19,6 +16,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 use crate::cluster::ClusterConn;
 use crate::error::{CONNECT_TIMEOUT, RedisError, refuses_credentials};
 use crate::sentinel::MasterFinder;
+use crate::single_flight::SingleFlight;
 use crate::tls::{answers_plaintext, client, is_tls_failure};
 
 /// Longest wait for any one reply.
@@ -47,19 +45,8 @@ struct Shared {
     /// How to find the master again; `None` for a URL that names one server.
     finder: Option<MasterFinder>,
     tls: RedisSettings,
-    /// Set while a search runs: there is one at a time.
-    searching: AtomicBool,
-    /// When the last search started.
-    last_search: Mutex<Option<Instant>>,
-}
-
-/// Clears [`Shared::searching`] when the search ends, however it ends.
-struct Searching(Arc<Shared>);
-
-impl Drop for Searching {
-    fn drop(&mut self) {
-        self.0.searching.store(false, Ordering::Release);
-    }
+    /// The search for the master: one at a time, at most every [`SEARCH_EVERY`].
+    search: Arc<SingleFlight>,
 }
 
 /// A connection to one Redis, or to whichever server Sentinel says is the master. Cheap to clone:
@@ -120,13 +107,8 @@ impl ServerConn {
     }
 
     fn new(current: Current, finder: Option<MasterFinder>, tls: &RedisSettings) -> Self {
-        let shared = Shared {
-            current: RwLock::new(current),
-            finder,
-            tls: tls.clone(),
-            searching: AtomicBool::new(false),
-            last_search: Mutex::new(None),
-        };
+        let shared =
+            Shared { current: RwLock::new(current), finder, tls: tls.clone(), search: SingleFlight::new(SEARCH_EVERY) };
         Self { shared: Arc::new(shared) }
     }
 
@@ -137,7 +119,7 @@ impl ServerConn {
     /// Whether a search for the master is under way: the server this connection talks to may be
     /// gone, and a caller with something else to answer with need not wait for it.
     pub(crate) fn is_searching(&self) -> bool {
-        self.shared.searching.load(Ordering::Acquire)
+        self.shared.search.is_running()
     }
 
     /// After `error` met on the connection of `generation`: if it may mean the master moved,
@@ -146,28 +128,14 @@ impl ServerConn {
         if self.shared.finder.is_none() || !points_elsewhere(error) || self.current().generation != generation {
             return;
         }
-        if self.shared.searching.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let guard = Searching(self.shared.clone());
         let this = self.clone();
-        tokio::spawn(async move {
-            let _guard = guard;
-            this.search(generation).await;
-        });
+        self.shared.search.spawn(async move { this.search(generation).await });
     }
 
     /// Asks the sentinels where the master is, and moves there if it is not where this
     /// connection talks to; bounded by [`SEARCH_TIMEOUT`].
     async fn search(&self, generation: u64) {
         let Some(finder) = &self.shared.finder else { return };
-        let start = {
-            let mut last = self.shared.last_search.lock().unwrap_or_else(PoisonError::into_inner);
-            let start = last.map_or_else(Instant::now, |t| (t + SEARCH_EVERY).max(Instant::now()));
-            *last = Some(start);
-            start
-        };
-        tokio::time::sleep_until(start).await;
         let current = self.current();
         if current.generation != generation {
             return;

@@ -14,6 +14,7 @@ mod cluster;
 mod conn;
 mod error;
 mod sentinel;
+mod single_flight;
 mod target;
 mod tls;
 
