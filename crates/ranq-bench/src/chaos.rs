@@ -380,29 +380,36 @@ async fn inject(
 
 /// Hands a master's slots to its replica: asked for (`CLUSTER FAILOVER` on the replica) or, when
 /// `kill`, by SIGKILLing the master and starting it again once the replica took over, so that it
-/// rejoins as a replica and the next fault finds three pairs again. Returns once every node says
-/// the cluster is ok.
+/// rejoins as a replica; returns once that replica has synced and every node says the cluster is
+/// ok, so that the next fault finds three pairs again. The masters take their turns by port.
 fn cluster_failover(cluster: &mut RedisCluster, kill: bool) -> anyhow::Result<()> {
-    let pairs = cluster.pairs()?;
-    // Turn by turn a different master, so that the queue's own moves too.
     static TURN: AtomicUsize = AtomicUsize::new(0);
-    let turn = TURN.fetch_add(1, Ordering::Relaxed);
-    let &(master, replica) = pairs
-        .get(turn % pairs.len().max(1))
-        .ok_or_else(|| anyhow::anyhow!("no master of the cluster has a replica"))?;
+    let mut pairs = cluster.pairs()?;
+    pairs.sort_unstable();
+    anyhow::ensure!(!pairs.is_empty(), "no master of the cluster has a replica");
+    let (master, replica) = pairs[TURN.fetch_add(1, Ordering::Relaxed) % pairs.len()];
     if kill {
         cluster.kill(master);
     } else {
-        RedisCluster::cli(replica, &["CLUSTER", "FAILOVER"])?;
+        let answer = RedisCluster::cli(replica, &["CLUSTER", "FAILOVER"])?;
+        anyhow::ensure!(answer.trim() == "OK", "CLUSTER FAILOVER on port {replica} answered {}", answer.trim());
     }
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
-    while !RedisCluster::is_master(replica) {
-        anyhow::ensure!(Instant::now() < deadline, "the replica on port {replica} was not promoted in time");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        while !done() {
+            anyhow::ensure!(Instant::now() < deadline, "{what} in time");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        anyhow::Ok(())
+    };
+    wait(&format!("the replica on port {replica} was not promoted"), &|| RedisCluster::is_master(replica))?;
     if kill {
         cluster.start_again(master)?;
     }
+    wait(&format!("the node on port {master} did not sync as a replica"), &|| {
+        RedisCluster::cli(master, &["INFO", "replication"])
+            .is_ok_and(|info| info.contains("role:slave") && info.contains("master_link_status:up"))
+    })?;
     cluster.wait_until_ok()?;
     Ok(())
 }

@@ -11,15 +11,14 @@
 //! - **Commands for every master**: `INFO` summed over them, `SCAN` on each in turn.
 //! - **Pub/sub**: a classic `PUBLISH` reaches every node of a cluster, so a subscription is a
 //!   connection of its own to any one master that answers.
-
 //! - **A client that stops answering.** redis-rs repairs a lost node connection in the background
 //!   and rereads the layout on `MOVED`; but when a master dies or hands over its slots, a client
 //!   caught between the two can stop answering altogether, every command waiting out its timeout
-//!   long after the cluster has settled. So a watchdog pings the cluster through the client every
-//!   [`PROBE_EVERY`], and a ping unanswered within [`PROBE_TIMEOUT`] (or any command timing out)
-//!   has the client rebuilt from the seeds and every node the cluster named since: one rebuild at
-//!   a time, at most every [`REBUILD_EVERY`]. The commands still waiting on the old client then
-//!   fail at once, and the callers' retries go to the new one.
+//!   long after the cluster has settled. So a watchdog pings two masters through the client every
+//!   [`PROBE_EVERY`]; when neither answers within [`PROBE_TIMEOUT`] — one slow node is not a
+//!   wedged client — the client is rebuilt from the seeds and the nodes of the cluster's last
+//!   layout: one rebuild at a time, at most every [`REBUILD_EVERY`]. The commands still waiting on
+//!   the old client then fail at once, and the callers' retries go to the new one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
@@ -48,6 +47,9 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 const REBUILD_EVERY: Duration = Duration::from_secs(5);
 /// How often the watchdog pings the cluster through the client.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// Every how many probes the watchdog also rereads the layout, so that a rebuild tries the nodes
+/// of the cluster as it is, not as it was when the process started.
+const RELEARN_EVERY: u64 = 30;
 /// How long the watchdog's ping may wait before the client counts as wedged: far above a loaded
 /// node's answer, far below a command's timeout.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -56,7 +58,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 struct Current {
     conn: ClusterConnection,
-    /// Bumped by every rebuild, so that a timeout met on a client already replaced starts none.
+    /// Bumped by every rebuild, so that a wedge seen on a client already replaced starts no
+    /// second rebuild.
     generation: u64,
 }
 
@@ -66,9 +69,10 @@ struct Shared {
     tls: RedisSettings,
     /// The URL with its password replaced, for messages.
     shown: String,
-    /// Every node the cluster has named (masters and replicas), tried after the seeds when the
-    /// client is rebuilt: the seeds of a long-lived process may all be gone by then.
-    known: Mutex<Vec<(String, u16)>>,
+    /// The nodes of the cluster's last layout, `(host, port, whether a master)`: the watchdog
+    /// pings its masters, and a rebuild tries them all after the seeds, which in a long-lived
+    /// process may all be gone.
+    known: Mutex<Vec<(String, u16, bool)>>,
     /// The rebuild of the client: one at a time, at most every [`REBUILD_EVERY`].
     rebuild: Arc<SingleFlight>,
     /// The generation of the current client, for the commands still waiting on an older one: they
@@ -114,21 +118,19 @@ async fn connect(
     }
 }
 
-/// Pings the cluster through the current client every [`PROBE_EVERY`] and has the client rebuilt
-/// when a ping goes unanswered for [`PROBE_TIMEOUT`]; ends once every clone of the connection is
-/// gone. A ping that fails (a node down, the cluster without a majority) is the client answering,
-/// and no reason to rebuild it.
+/// Watches the current client every [`PROBE_EVERY`] and has it rebuilt when it stops answering;
+/// rereads the layout every [`RELEARN_EVERY`] probes. Ends once every clone of the connection is
+/// gone.
 async fn watch(shared: Weak<Shared>) {
-    loop {
+    for round in 0_u64.. {
         tokio::time::sleep(PROBE_EVERY).await;
         let Some(shared) = shared.upgrade() else { return };
         let this = ClusterConn { shared };
-        let Current { mut conn, generation } = this.current();
-        let ping =
-            conn.route_command(redis::cmd("PING").clone(), RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random));
-        if tokio::time::timeout(PROBE_TIMEOUT, ping).await.is_err() {
-            tracing::warn!(cluster = %this.shared.shown, "the Redis Cluster client stopped answering; reconnecting");
+        let Current { conn, generation } = this.current();
+        if this.is_wedged(conn, round).await {
             this.rebuild_after(generation);
+        } else if round % RELEARN_EVERY == RELEARN_EVERY - 1 {
+            let _ = tokio::time::timeout(PROBE_TIMEOUT, this.layout()).await;
         }
     }
 }
@@ -188,15 +190,16 @@ impl ClusterConn {
         self.shared.current.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// Runs `cmd` with `routing` on the current client, rebuilding it if the command timed out.
+    /// Runs `cmd` with `routing` on the current client.
     async fn route(&self, cmd: Cmd, routing: RoutingInfo) -> Result<Value, redis::RedisError> {
         let Current { mut conn, generation } = self.current();
         self.guarded(generation, conn.route_command(cmd, routing)).await
     }
 
     /// Awaits `command`, sent on the client of `generation`: it fails at once if that client is
-    /// replaced meanwhile (the caller's retry goes to the new one), and a timeout has the client
-    /// rebuilt.
+    /// replaced meanwhile, and the caller's retry goes to the new one. (A pipeline split over
+    /// slots fails as a whole then, though some of its parts may have run: its writes are
+    /// fenced, so the retry that runs them again is harmless.)
     async fn guarded<T>(
         &self,
         generation: u64,
@@ -204,28 +207,49 @@ impl ClusterConn {
     ) -> Result<T, redis::RedisError> {
         let mut rebuilt = self.shared.rebuilt.subscribe();
         let replaced = async move {
-            if rebuilt.wait_for(|current| *current != generation).await.is_err() {
+            if rebuilt.wait_for(|current| *current > generation).await.is_err() {
                 std::future::pending::<()>().await;
             }
         };
-        let result = tokio::select! {
+        tokio::select! {
+            // A command that has its answer keeps it, though the client was replaced meanwhile.
+            biased;
             result = command => result,
             () = replaced => Err(std::io::Error::new(
                 std::io::ErrorKind::ConnectionReset,
                 "the Redis Cluster client was rebuilt while this command waited",
             )
             .into()),
-        };
-        self.observe(generation, &result);
-        result
+        }
     }
 
-    /// After a command on the client of `generation` ended with `result`: if it timed out,
-    /// starts a rebuild of the client, unless one runs or the client was rebuilt since.
-    fn observe<T>(&self, generation: u64, result: &Result<T, redis::RedisError>) {
-        if matches!(result, Err(error) if error.is_timeout()) {
-            self.rebuild_after(generation);
-        }
+    /// Whether `conn` has stopped answering: a `PING` to each of two masters of the last layout
+    /// (`round` picks which), sent at once, and neither answered within [`PROBE_TIMEOUT`]. A ping
+    /// that fails (a node down, a master unknown to the client) is the client answering. Without
+    /// a layout, one ping to any node.
+    async fn is_wedged(&self, conn: ClusterConnection, round: u64) -> bool {
+        let masters: Vec<(String, u16)> = {
+            let known = self.shared.known.lock().unwrap_or_else(PoisonError::into_inner);
+            known.iter().filter(|(_, _, master)| *master).map(|(host, port, _)| (host.clone(), *port)).collect()
+        };
+        let routes: Vec<SingleNodeRoutingInfo> = if masters.is_empty() {
+            vec![SingleNodeRoutingInfo::Random]
+        } else {
+            let first = usize::try_from(round).unwrap_or(0) % masters.len();
+            let picked = [first, (first + 1) % masters.len()];
+            let picked = if masters.len() == 1 { &picked[..1] } else { &picked[..] };
+            picked
+                .iter()
+                .map(|&i| SingleNodeRoutingInfo::ByAddress { host: masters[i].0.clone(), port: masters[i].1 })
+                .collect()
+        };
+        let pings = routes.into_iter().map(|route| {
+            let mut conn = conn.clone();
+            let ping =
+                async move { conn.route_command(redis::cmd("PING").clone(), RoutingInfo::SingleNode(route)).await };
+            tokio::time::timeout(PROBE_TIMEOUT, ping)
+        });
+        join_all(pings).await.iter().all(Result::is_err)
     }
 
     /// Starts a rebuild of the client of `generation`, unless one runs or it was rebuilt since.
@@ -234,19 +258,21 @@ impl ClusterConn {
             return;
         }
         let this = self.clone();
-        self.shared.rebuild.spawn(async move { this.rebuild(generation).await });
+        if self.shared.rebuild.spawn(async move { this.rebuild(generation).await }) {
+            tracing::warn!(cluster = %self.shared.shown, "the Redis Cluster client stopped answering; rebuilding it");
+        }
     }
 
-    /// Replaces the client of `generation` by a new one, connected through the seeds and every
-    /// node the cluster named; bounded by the connect's own timeout.
+    /// Replaces the client of `generation` by a new one, connected through the seeds and the
+    /// nodes of the last layout; bounded by the connect's own timeout.
     async fn rebuild(&self, generation: u64) {
         if self.current().generation != generation {
             return;
         }
         let mut nodes = self.shared.target.seeds.clone();
-        for node in self.shared.known.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-            if !nodes.contains(node) {
-                nodes.push(node.clone());
+        for (host, port, _) in self.shared.known.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            if !nodes.iter().any(|(h, p)| h == host && p == port) {
+                nodes.push((host.clone(), *port));
             }
         }
         match connect(&self.shared.target, &nodes, &self.shared.tls, &self.shared.shown).await {
@@ -255,7 +281,8 @@ impl ClusterConn {
                 *self.shared.current.write().unwrap_or_else(PoisonError::into_inner) =
                     Current { conn, generation: generation + 1 };
                 self.shared.rebuilt.send_replace(generation + 1);
-                let _ = self.layout().await;
+                // Bounded: a new client that is wedged too is the watchdog's to find.
+                let _ = tokio::time::timeout(PROBE_TIMEOUT, self.layout()).await;
             }
             Err(e) => tracing::warn!(error = %e, "could not reconnect to the Redis Cluster; will try again"),
         }
@@ -267,8 +294,7 @@ impl ClusterConn {
         let slots = redis::cmd("CLUSTER").arg("SLOTS").clone();
         let reply = self.guarded(generation, async move { slots.query_async::<Vec<Value>>(&mut conn).await }).await;
         let nodes = layout_nodes(reply?);
-        *self.shared.known.lock().unwrap_or_else(PoisonError::into_inner) =
-            nodes.iter().map(|(host, port, _)| (host.clone(), *port)).collect();
+        self.shared.known.lock().unwrap_or_else(PoisonError::into_inner).clone_from(&nodes);
         Ok(nodes)
     }
 

@@ -39,10 +39,10 @@ impl SingleFlight {
     }
 
     /// Runs `work` in a task of its own, unless a flight runs already; it starts no sooner than
-    /// `every` after the previous one started.
-    pub fn spawn(self: &Arc<Self>, work: impl Future<Output = ()> + Send + 'static) {
+    /// `every` after the previous one started. Whether it was started.
+    pub fn spawn(self: &Arc<Self>, work: impl Future<Output = ()> + Send + 'static) -> bool {
         if self.running.swap(true, Ordering::AcqRel) {
-            return;
+            return false;
         }
         let running = Running(self.clone());
         let start = {
@@ -56,6 +56,7 @@ impl SingleFlight {
             tokio::time::sleep_until(start).await;
             work.await;
         });
+        true
     }
 }
 
@@ -75,14 +76,13 @@ mod tests {
             runs.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_secs(1)).await;
         };
-        for _ in 0..10 {
-            flight.spawn(work(runs.clone(), starts.clone()));
-        }
+        let started_flights = (0..10).filter(|_| flight.spawn(work(runs.clone(), starts.clone()))).count();
+        assert_eq!(started_flights, 1);
         assert!(flight.is_running());
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 1, "ten asks during one flight start one");
         assert!(!flight.is_running());
-        flight.spawn(work(runs.clone(), starts.clone()));
+        assert!(flight.spawn(work(runs.clone(), starts.clone())));
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(*starts.lock().expect("not poisoned"), [Duration::ZERO, Duration::from_secs(5)]);
     }
