@@ -79,13 +79,22 @@ async fn the_whole_fleet_runs_as_the_documented_least_privileged_redis_user_and_
     assert!(refused.to_string().to_ascii_lowercase().contains("noperm"), "{refused}");
     redis::cmd("ACL").arg("LOG").arg("RESET").query_async::<()>(&mut admin).await.unwrap();
 
-    let port = free_port();
+    let (port, admin_port) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{port}");
     let mut roles = vec![
         Proc::spawn("producer", fleet(&["producer", "--schedule", "*/2 * * * * *", "--mode", "dirty"])),
         Proc::spawn("worker-1", fleet(&["worker"])),
         Proc::spawn("worker-2", fleet(&["worker"])),
-        Proc::spawn("serve", fleet(&["serve", "--listen", &format!("127.0.0.1:{port}")])),
+        Proc::spawn(
+            "serve",
+            fleet(&[
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--admin-listen",
+                &format!("127.0.0.1:{admin_port}"),
+            ]),
+        ),
     ];
     succeeds(&mut fleet(&["refresh", "--all", "--wait", "--timeout", "60s"]));
     let http = reqwest::Client::new();
@@ -111,7 +120,8 @@ async fn the_whole_fleet_runs_as_the_documented_least_privileged_redis_user_and_
     .await;
     let miss = http.get(format!("{base}/v1/groups/999999/top")).send().await.unwrap();
     assert_eq!(miss.status(), 404);
-    assert_eq!(http.get(format!("{base}/v1/status")).send().await.unwrap().status(), 200);
+    let report = http.get(format!("http://127.0.0.1:{admin_port}/v1/status")).send().await.unwrap();
+    assert_eq!(report.status(), 200);
 
     // The dead letter, as an operator uses it: a payload that is no refresh job dies; list, retry
     // and purge it.

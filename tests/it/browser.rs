@@ -40,6 +40,8 @@ async fn the_board_turns_stale_by_itself_when_refreshes_stop_and_ops_shows_the_f
     env.seed(GROUPS as u32, 150).await;
     let sql = env.sql().await;
     let base = format!("http://127.0.0.1:{}", free_port());
+    // The operations page is on the admin listener.
+    let admin = format!("http://127.0.0.1:{}", free_port());
     let _producer = Proc::spawn("producer", {
         let mut cmd = env.ranq();
         cmd.args(["producer", "--schedule", "* * * * * *", "--mode", "all"]);
@@ -52,7 +54,9 @@ async fn the_board_turns_stale_by_itself_when_refreshes_stop_and_ops_shows_the_f
     });
     let _serve = Proc::spawn("serve", {
         let mut cmd = env.ranq();
-        cmd.args(["serve", "--listen", base.trim_start_matches("http://")]).env("RANQ_READ__STALE_AFTER", "10s");
+        cmd.args(["serve", "--listen", base.trim_start_matches("http://")])
+            .args(["--admin-listen", admin.trim_start_matches("http://")])
+            .env("RANQ_READ__STALE_AFTER", "10s");
         cmd
     });
     let http = reqwest::Client::new();
@@ -113,7 +117,7 @@ async fn the_board_turns_stale_by_itself_when_refreshes_stop_and_ops_shows_the_f
     // /ops: the producer still leads and ticks every second; with no worker, every group waits
     // in the queue, exactly once each (a group never has two refreshes pending).
     let leader = env.cache().await.ledger().leader().await.unwrap().expect("the producer holds the lease");
-    browser.goto(&format!("{base}/ops")).await;
+    browser.goto(&format!("{admin}/ops")).await;
     browser.wait_for_text("#leader", &leader.id, Duration::from_secs(15)).await;
     browser.wait_for_text("#queue-pending", &GROUPS.to_string(), Duration::from_secs(30)).await;
     browser.wait_for_text("#queue-running", "0", Duration::from_secs(15)).await;

@@ -13,10 +13,13 @@ use ranq_runtime::settings::{OnMiss, ReadSettings, Settings};
 use ranq_tests::{Dialect, Proc, TestEnv, eventually, free_port, truth};
 use serde_json::Value;
 
-struct Api {
-    base: String,
-    shutdown: Shutdown,
-    http: reqwest::Client,
+pub(crate) struct Api {
+    /// The public listener.
+    pub base: String,
+    /// The admin listener.
+    pub admin: String,
+    pub shutdown: Shutdown,
+    pub http: reqwest::Client,
 }
 
 impl Api {
@@ -39,22 +42,36 @@ impl Api {
             miss_wait,
             refresh_rate: 100,
             local_ttl,
-            ui: true,
+            ..Settings::default().read
         };
         Self::start_read(cache, settings).await
     }
 
-    async fn start_read(cache: Cache, read: ReadSettings) -> Self {
+    pub(crate) async fn start_read(cache: Cache, read: ReadSettings) -> Self {
+        let read = ReadSettings { admin_listen: "127.0.0.1:0".into(), ..read };
         let settings = Settings { read, ..Settings::default() };
         let server = ranq_read::Server::bind(&settings, cache).await.unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());
+        let admin = format!("http://{}", server.admin_addr().unwrap());
         let shutdown = Shutdown::new();
         tokio::spawn(server.run_until(shutdown.clone()));
-        Self { base, shutdown, http: reqwest::Client::new() }
+        // A client that asks for no compression, as the JSON comparisons below expect; the
+        // compression tests ask for it themselves.
+        let http = reqwest::Client::builder().no_gzip().no_brotli().build().unwrap();
+        Self { base, admin, shutdown, http }
     }
 
-    async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
-        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+    pub(crate) async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+        Self::fetch(&self.http, &self.base, path).await
+    }
+
+    /// A GET on the admin listener.
+    async fn get_admin(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+        Self::fetch(&self.http, &self.admin, path).await
+    }
+
+    async fn fetch(http: &reqwest::Client, base: &str, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+        let response = http.get(format!("{base}{path}")).send().await.unwrap();
         let (status, headers) = (response.status().as_u16(), response.headers().clone());
         let body = response.json().await.unwrap_or(Value::Null);
         (status, headers, body)
@@ -62,7 +79,7 @@ impl Api {
 }
 
 /// Caches a snapshot of `group` computed `age` ago, with members 1..=n scoring 1000-rank.
-async fn cache_aged(cache: &Cache, group: i64, n: u32, age: Duration) {
+pub(crate) async fn cache_aged(cache: &Cache, group: i64, n: u32, age: Duration) {
     let version = (Utc::now() - chrono::Duration::from_std(age).unwrap()).timestamp_micros();
     let entries =
         (1..=n).map(|rank| Entry { rank, member: i64::from(rank) * 10, score: 1000 - i64::from(rank) }).collect();
@@ -211,7 +228,7 @@ async fn health_readiness_and_metrics_endpoints_answer() {
     assert_eq!(api.get("/readyz").await.0, 200);
     api.get("/v1/groups/1/top").await;
     api.get("/v1/groups/2/top").await;
-    let metrics = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = api.http.get(format!("{}/metrics", api.admin)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"ranq_reads_total{status="FRESH"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"ranq_reads_total{status="MISS"} 1"#), "{metrics}");
     assert!(metrics.contains("ranq_cache_age_seconds_bucket"), "{metrics}");
@@ -231,14 +248,15 @@ async fn readiness_fails_when_redis_is_unreachable() {
     assert_eq!(status, 503, "{body}");
     assert!(body["error"].is_string());
     // The operations page's data says the same, as a JSON error, not a hang.
-    let (status, _, body) = api.get("/v1/status").await;
+    let (status, headers, body) = api.get_admin("/v1/status").await;
     assert_eq!((status, body["code"].as_str()), (503, Some("cache_unavailable")), "{body}");
+    assert_eq!(headers["retry-after"], "1");
     api.shutdown.trigger();
 }
 
-/// A counter of the API's own `/metrics`, 0 when it was never incremented.
-async fn counter(api: &Api, series: &str) -> u64 {
-    let text = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+/// A series of the API's own `/metrics` (a counter or a gauge), 0 when it was never set.
+pub(crate) async fn metric(api: &Api, series: &str) -> u64 {
+    let text = api.http.get(format!("{}/metrics", api.admin)).send().await.unwrap().text().await.unwrap();
     text.lines()
         .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse::<f64>().ok()))
         .map_or(0, |v| v as u64)
@@ -271,8 +289,8 @@ async fn a_miss_asks_the_workers_and_waits_for_fresh_data_and_a_stale_read_asks_
     assert_eq!((status, &headers["x-ranq-status"]), (200, &"FRESH".parse::<reqwest::header::HeaderValue>().unwrap()));
     let entries: Vec<Entry> = serde_json::from_value(body["entries"].clone()).unwrap();
     assert_eq!(entries, truth(&sql, 3).await);
-    assert_eq!(counter(&api, r#"ranq_read_refreshes_total{outcome="enqueued"}"#).await, 1);
-    assert_eq!(counter(&api, r#"ranq_read_miss_waits_total{outcome="served"}"#).await, 1);
+    assert_eq!(metric(&api, r#"ranq_read_refreshes_total{outcome="enqueued"}"#).await, 1);
+    assert_eq!(metric(&api, r#"ranq_read_miss_waits_total{outcome="served"}"#).await, 1);
 
     cache_aged(&cache, 4, 5, Duration::from_secs(3)).await;
     let (_, headers, _) = api.get("/v1/groups/4/top").await;
@@ -322,8 +340,8 @@ async fn a_thousand_reads_of_an_unknown_group_cost_at_most_a_handful_of_jobs() {
     // Past the one-second memory of the first ask: now the tombstone answers.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     flood(500).await;
-    let enqueued = counter(&api, r#"ranq_read_refreshes_total{outcome="enqueued"}"#).await;
-    let absent = counter(&api, r#"ranq_read_refreshes_total{outcome="absent"}"#).await;
+    let enqueued = metric(&api, r#"ranq_read_refreshes_total{outcome="enqueued"}"#).await;
+    let absent = metric(&api, r#"ranq_read_refreshes_total{outcome="absent"}"#).await;
     assert!(enqueued <= 3, "{enqueued} jobs for a thousand reads");
     assert!(absent >= 1, "the tombstone stopped the reads from asking");
     assert_eq!(queue.stats().await.unwrap().pending, 0);
@@ -420,11 +438,11 @@ async fn a_miss_for_a_group_known_absent_does_not_wait() {
     for (status, _, _) in futures::future::join_all(wave).await {
         assert_eq!(status, 404);
     }
-    let waits = counter(&api, r#"ranq_read_miss_waits_total{outcome="missed"}"#).await
-        + counter(&api, r#"ranq_read_miss_waits_total{outcome="served"}"#).await;
+    let waits = metric(&api, r#"ranq_read_miss_waits_total{outcome="missed"}"#).await
+        + metric(&api, r#"ranq_read_miss_waits_total{outcome="served"}"#).await;
     assert_eq!(waits, 0, "a MISS waited for a refresh nobody pushed");
-    assert_eq!(counter(&api, r#"ranq_read_refreshes_total{outcome="absent"}"#).await, 1);
-    assert_eq!(counter(&api, r#"ranq_read_refreshes_total{outcome="enqueued"}"#).await, 0);
+    assert_eq!(metric(&api, r#"ranq_read_refreshes_total{outcome="absent"}"#).await, 1);
+    assert_eq!(metric(&api, r#"ranq_read_refreshes_total{outcome="enqueued"}"#).await, 0);
     api.shutdown.trigger();
     env.cleanup().await;
 }
@@ -483,7 +501,7 @@ async fn v1_status_reports_freshness_by_age_bucket_and_the_queue_as_ranq_status_
     let api = Api::start_read(cache, read).await;
 
     // Reports are shared: requests in flight together wait for one gather and get its report.
-    let burst = futures::future::join_all((0..8).map(|_| api.get("/v1/status"))).await;
+    let burst = futures::future::join_all((0..8).map(|_| api.get_admin("/v1/status"))).await;
     let gathered: std::collections::HashSet<String> = burst.iter().map(|(_, _, r)| r["now"].to_string()).collect();
     assert_eq!(gathered.len(), 1, "eight concurrent requests, {} gathers", gathered.len());
     let (status, headers, report) = burst.into_iter().next().unwrap();
@@ -517,7 +535,7 @@ async fn v1_status_reports_freshness_by_age_bucket_and_the_queue_as_ranq_status_
     }
 
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let (_, _, later) = api.get("/v1/status").await;
+    let (_, _, later) = api.get_admin("/v1/status").await;
     assert_ne!(later["now"], report["now"], "a report older than a second is gathered again");
     api.shutdown.trigger();
     env.cleanup().await;
@@ -527,14 +545,14 @@ async fn v1_status_reports_freshness_by_age_bucket_and_the_queue_as_ranq_status_
 async fn the_web_pages_are_served_with_a_strict_policy_and_revalidate_by_etag() {
     let env = TestEnv::new(Dialect::Sqlite).await;
     let api = Api::start(env.cache().await).await;
-    for (path, content_type) in [
-        ("/", "text/html; charset=utf-8"),
-        ("/ops", "text/html; charset=utf-8"),
-        ("/assets/board.js", "text/javascript; charset=utf-8"),
-        ("/assets/ops.js", "text/javascript; charset=utf-8"),
-        ("/assets/style.css", "text/css; charset=utf-8"),
+    for (base, path, content_type) in [
+        (&api.base, "/", "text/html; charset=utf-8"),
+        (&api.admin, "/ops", "text/html; charset=utf-8"),
+        (&api.base, "/assets/board.js", "text/javascript; charset=utf-8"),
+        (&api.admin, "/assets/ops.js", "text/javascript; charset=utf-8"),
+        (&api.base, "/assets/style.css", "text/css; charset=utf-8"),
     ] {
-        let response = api.http.get(format!("{}{path}", api.base)).send().await.unwrap();
+        let response = api.http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 200, "{path}");
         let headers = response.headers().clone();
         assert_eq!(headers["content-type"], content_type, "{path}");
@@ -546,7 +564,7 @@ async fn the_web_pages_are_served_with_a_strict_policy_and_revalidate_by_etag() 
         assert!(!response.bytes().await.unwrap().is_empty(), "{path} is empty");
         // A compressing proxy hands the tag back weak (W/"…"): it still matches.
         let etag = format!("W/{}", headers["etag"].to_str().unwrap());
-        let again = api.http.get(format!("{}{path}", api.base)).header("if-none-match", &etag).send().await.unwrap();
+        let again = api.http.get(format!("{base}{path}")).header("if-none-match", &etag).send().await.unwrap();
         assert_eq!(again.status().as_u16(), 304, "{path}");
     }
     let (status, _, body) = api.get("/assets/nothing.js").await;
@@ -554,14 +572,39 @@ async fn the_web_pages_are_served_with_a_strict_policy_and_revalidate_by_etag() 
     let (status, _, _) = api.get("/assets/index.html").await;
     assert_eq!(status, 404, "pages are served at their own paths only");
     // Read-only: the pages' routes take GET only.
-    let post = api.http.post(format!("{}/v1/status", api.base)).send().await.unwrap();
+    let post = api.http.post(format!("{}/v1/status", api.admin)).send().await.unwrap();
     assert_eq!(post.status().as_u16(), 405);
     api.shutdown.trigger();
     env.cleanup().await;
 }
 
+/// What tells internal state — the operations page, `/v1/status`, `/metrics` — is served on the
+/// admin listener only; the public one answers a JSON 404 for it.
 #[tokio::test]
-async fn with_the_ui_off_the_pages_and_v1_status_are_not_served() {
+async fn the_public_listener_gives_no_internal_state_away_and_the_admin_one_serves_it() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let cache = env.cache().await;
+    cache_aged(&cache, 1, 3, Duration::ZERO).await;
+    let api = Api::start(cache).await;
+    for path in ["/ops", "/v1/status", "/metrics"] {
+        let (status, _, body) = api.get(path).await;
+        assert_eq!((status, body["code"].as_str()), (404, Some("no_route")), "public {path}: {body}");
+        let response = api.http.get(format!("{}{path}", api.admin)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "admin {path}");
+    }
+    // Both serve the API and the probes.
+    for base in [&api.base, &api.admin] {
+        for path in ["/v1/groups/1/top", "/healthz", "/readyz", "/openapi.json"] {
+            let response = api.http.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{base}{path}");
+        }
+    }
+    api.shutdown.trigger();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn with_the_ui_off_the_public_listener_serves_no_pages() {
     let env = TestEnv::new(Dialect::Sqlite).await;
     let read = ReadSettings { listen: "127.0.0.1:0".into(), ui: false, ..Settings::default().read };
     let api = Api::start_read(env.cache().await, read).await;
@@ -570,6 +613,8 @@ async fn with_the_ui_off_the_pages_and_v1_status_are_not_served() {
         assert_eq!((status, body["code"].as_str()), (404, Some("no_route")), "{path}: {body}");
     }
     assert_eq!(api.get("/healthz").await.0, 200);
+    // The operators' pages stay on the admin listener.
+    assert_eq!(api.get_admin("/ops").await.0, 200);
     api.shutdown.trigger();
     env.cleanup().await;
 }

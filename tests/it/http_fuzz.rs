@@ -130,6 +130,8 @@ fn no_request_gets_a_5xx_or_crashes_the_server() {
             refresh_rate: 100,
             local_ttl: Duration::from_secs(1),
             ui: true,
+            admin_listen: "127.0.0.1:0".into(),
+            ..Settings::default().read
         };
         let settings = Settings { read: settings, ..Settings::default() };
         let server = ranq_read::Server::bind(&settings, cache).await.unwrap();

@@ -310,7 +310,7 @@ fn the_http_reference_is_the_openapi_document() {
 #[test]
 fn the_metrics_reference_is_the_metrics_catalog() {
     let mut body = String::from(
-        "# Metrics\n\nPrometheus text. `ranq serve` answers `/metrics` on its own port; `ranq producer` \
+        "# Metrics\n\nPrometheus text. `ranq serve` answers `/metrics` on its admin listener (`--admin-listen`, `read.admin_listen`); `ranq producer` \
          and `ranq worker` serve theirs on `--metrics-listen ADDR` (`metrics_listen`, off by default).\n\n\
          | metric | type | labels | from | meaning |\n|---|---|---|---|---|\n",
     );

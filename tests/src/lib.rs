@@ -135,6 +135,9 @@ impl TestEnv {
     pub fn launcher(&self) -> Launcher {
         Launcher::new(ranq_bin(), Some(&self.database_url), &self.redis_url, &self.namespace)
             .var("RANQ_LOG_FORMAT", "json")
+            // Tests run many read servers at once: each gets an admin port of its own unless it
+            // asks for one (`--admin-listen`).
+            .var("RANQ_READ__ADMIN_LISTEN", "127.0.0.1:0")
             .isolated()
     }
 

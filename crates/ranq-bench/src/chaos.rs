@@ -204,6 +204,7 @@ async fn run(lab: &Lab, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Result<C
         proxy.wrap(&sandbox.database_url).ok_or_else(|| anyhow::anyhow!("the database URL has no host"))?;
     let launcher = Launcher::new(&lab.ranq, Some(&database_url), &redis.url(), &sandbox.namespace)
         .var("RANQ_LOG_FORMAT", "json")
+        .var("RANQ_READ__ADMIN_LISTEN", "127.0.0.1:0")
         .var("RANQ_PRODUCER__LEASE_TTL", humantime::format_duration(LEASE_TTL).to_string());
     let mut cast =
         Cast { launcher, logs: logs.clone(), producers: Vec::new(), workers: Vec::new(), serve: None, started: 0 };

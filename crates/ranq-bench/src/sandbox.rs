@@ -99,6 +99,8 @@ impl Sandbox {
         Launcher::new(&lab.ranq, Some(&self.database_url), &lab.settings.redis_url, namespace)
             .var("RANQ_LOG_FORMAT", "json")
             .var("RUST_LOG", "warn")
+            // Any number of read servers at once, each with an admin port of its own.
+            .var("RANQ_READ__ADMIN_LISTEN", "127.0.0.1:0")
     }
 
     /// Starts `ranq <args>` in the sandbox's namespace, its output discarded.

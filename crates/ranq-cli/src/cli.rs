@@ -34,7 +34,9 @@ pub const SETTING_FLAGS: &[SettingFlag] = &[
     SettingFlag { command: Some("worker"), arg: "batch_wait", key: "worker.batch_wait" },
     SettingFlag { command: Some("worker"), arg: "metrics_listen", key: "metrics_listen" },
     SettingFlag { command: Some("serve"), arg: "listen", key: "read.listen" },
+    SettingFlag { command: Some("serve"), arg: "admin_listen", key: "read.admin_listen" },
     SettingFlag { command: Some("up"), arg: "listen", key: "read.listen" },
+    SettingFlag { command: Some("up"), arg: "admin_listen", key: "read.admin_listen" },
 ];
 
 /// The command line as users see it: [`Cli`], with each setting flag's default.
@@ -147,9 +149,12 @@ pub struct WorkerArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address of the public listener: the groups API and the board.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Address of the admin listener: the operations page, /v1/status and /metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +261,9 @@ pub struct UpArgs {
     /// Address of the read API.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Address of the read API's admin listener (operations page, metrics).
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
     /// Producer schedule for the local fleet.
     #[arg(long, value_name = "CRON", default_value = "*/10 * * * * *")]
     pub schedule: String,

@@ -22,12 +22,16 @@ pub const READ_REFRESHES_TOTAL: &str = "ranq_read_refreshes_total";
 pub const READ_MISS_WAITS_TOTAL: &str = "ranq_read_miss_waits_total";
 /// Reads Redis did not answer, by how they were answered.
 pub const READ_UNANSWERED_TOTAL: &str = "ranq_read_redis_unanswered_total";
+/// Requests the read API refused, by why.
+pub const READ_REFUSED_TOTAL: &str = "ranq_read_refused_total";
+/// Memory the read API's in-memory copies take.
+pub const READ_COPY_BYTES: &str = "ranq_read_copy_bytes";
 
 /// One exported metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricDoc {
     pub name: &'static str,
-    /// `counter` or `histogram`.
+    /// `counter`, `gauge` or `histogram`.
     pub kind: &'static str,
     /// Its label and their values, as `label="a|b"`; empty when it has none.
     pub labels: &'static str,
@@ -107,6 +111,20 @@ pub const METRICS: &[MetricDoc] = &[
         labels: r#"answer="copy|unavailable""#,
         from: "serve",
         help: "Reads that Redis did not answer (or that met a master being looked for): served from the process's last in-memory copy, or answered 503.",
+    },
+    MetricDoc {
+        name: READ_REFUSED_TOTAL,
+        kind: "counter",
+        labels: r#"reason="overloaded|rate_limited|timed_out""#,
+        from: "serve",
+        help: "Requests answered 503 past read.max_in_flight, 429 past read.client_rate, or 503 past read.request_timeout.",
+    },
+    MetricDoc {
+        name: READ_COPY_BYTES,
+        kind: "gauge",
+        labels: "",
+        from: "serve",
+        help: "Bytes the in-memory copies of snapshots take (bounded by read.local_max_bytes), as of the scrape.",
     },
 ];
 

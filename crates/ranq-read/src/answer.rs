@@ -46,6 +46,16 @@ impl RenderedEntries {
         Self { json, ends }
     }
 
+    /// Every entry, comma-separated.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// Where each entry ends in [`RenderedEntries::json`].
+    pub fn ends(&self) -> &[usize] {
+        &self.ends
+    }
+
     /// The first `limit` entries, comma-separated (the inside of a JSON array), and how many.
     pub fn first(&self, limit: usize) -> (&str, usize) {
         let count = limit.min(self.ends.len());
@@ -57,8 +67,16 @@ impl RenderedEntries {
 /// The body [`TopResponse`] serialises to, built from its head (`entries` ignored) and entries
 /// rendered beforehand: byte for byte the same, which a unit test holds it to.
 pub fn render_top(head: &TopResponse, entries: &str) -> Vec<u8> {
+    let mut out = render_head(head);
+    out.extend_from_slice(entries.as_bytes());
+    out.extend_from_slice(&render_tail(head));
+    out
+}
+
+/// What comes before the entries in [`render_top`]; it always ends with `"entries":[`.
+pub fn render_head(head: &TopResponse) -> Vec<u8> {
     use std::io::Write as _;
-    let mut out = Vec::with_capacity(entries.len() + 256);
+    let mut out = Vec::with_capacity(160);
     let _ = write!(
         out,
         r#"{{"group":{},"status":"{}","version":{},"computed_at":"#,
@@ -68,7 +86,12 @@ pub fn render_top(head: &TopResponse, entries: &str) -> Vec<u8> {
     );
     let _ = serde_json::to_writer(&mut out, &head.computed_at);
     let _ = write!(out, r#","age_ms":{},"entries":["#, head.age_ms);
-    out.extend_from_slice(entries.as_bytes());
+    out
+}
+
+/// What comes after the entries in [`render_top`].
+pub fn render_tail(head: &TopResponse) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8);
     out.push(b']');
     if let Some(error) = &head.error {
         out.extend_from_slice(br#","error":"#);

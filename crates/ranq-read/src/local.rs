@@ -10,6 +10,11 @@
 //! failover, say), served as its age says — FRESH, STALE, or not at all past `max_age` — instead
 //! of a 503. They go when the subscription is back. Status and `age_ms` are computed per
 //! request from the snapshot's `computed_at`, so a kept copy ages exactly like the one in Redis.
+//!
+//! The copies take at most `read.local_max_bytes` (counted from what each holds: entries, their
+//! JSON, and an allowance for the compressed pieces made on first use). Past it, the expired
+//! copies go first, then the oldest half, so a scan over many distinct groups costs a bounded
+//! amount of memory and a sort now and then.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,9 +26,10 @@ use ranq_core::{GroupHealth, GroupId, Snapshot};
 use ranq_runtime::Shutdown;
 
 use crate::answer::RenderedEntries;
+use crate::encoding::Encoded;
 
-/// Groups kept at most; beyond it expired copies are dropped, then all of them.
-const CAPACITY: usize = 10_000;
+/// What a copy costs besides its entries: the map slot, the `Arc`, the head's fields.
+const COPY_OVERHEAD: usize = 256;
 /// Wait before subscribing again after the subscription failed or ended.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 /// How often a subscriber publishes a heartbeat on the channel it follows. A connection can die
@@ -40,6 +46,20 @@ pub struct KeptCopy {
     pub snapshot: Option<Snapshot>,
     pub health: Option<GroupHealth>,
     pub rendered: Option<RenderedEntries>,
+    /// The entries compressed, per coding, made on the first request that asks for it.
+    pub encoded: Encoded,
+}
+
+impl KeptCopy {
+    /// About what the copy takes in memory: its entries twice (decoded and as JSON), the ends of
+    /// the entries, and for the compressed pieces, which are made later, as much as the JSON
+    /// (both codings' cuts together come to less).
+    fn bytes(&self) -> usize {
+        let entries = self.snapshot.as_ref().map_or(0, |s| s.entries.len() * std::mem::size_of::<ranq_core::Entry>());
+        let json = self.rendered.as_ref().map_or(0, |r| 2 * r.json().len() + 8 * r.ends().len());
+        let error = self.health.as_ref().map_or(0, |h| h.error.len());
+        COPY_OVERHEAD + entries + json + error
+    }
 }
 
 /// The version of a copy's snapshot; `None` (no snapshot) is older than any.
@@ -54,30 +74,71 @@ struct Kept {
     /// A worker announced a newer write of the group: this copy answers no read any more, but
     /// stays the last thing known of it, should Redis not answer.
     superseded: bool,
+    bytes: usize,
+}
+
+/// The copies and what they take.
+#[derive(Debug, Default)]
+struct Store {
+    map: HashMap<GroupId, Kept>,
+    bytes: usize,
+}
+
+impl Store {
+    fn insert(&mut self, group: GroupId, kept: Kept) {
+        self.bytes += kept.bytes;
+        if let Some(old) = self.map.insert(group, kept) {
+            self.bytes -= old.bytes;
+        }
+    }
+
+    /// Makes room for `bytes` more within `max`: expired copies first, then the oldest half.
+    fn make_room(&mut self, bytes: usize, max: usize, ttl: Duration) {
+        if self.bytes + bytes <= max {
+            return;
+        }
+        self.map.retain(|_, k| k.at.elapsed() < ttl);
+        self.bytes = self.map.values().map(|k| k.bytes).sum();
+        // Mostly live copies: drop the older half rather than scan them again on the next insert.
+        if self.bytes + bytes > max / 10 * 9 && !self.map.is_empty() {
+            let mut ages: Vec<Instant> = self.map.values().map(|k| k.at).collect();
+            let middle = ages.len() / 2;
+            let (_, &mut newest_dropped, _) = ages.select_nth_unstable(middle);
+            self.map.retain(|_, k| k.at > newest_dropped);
+            self.bytes = self.map.values().map(|k| k.bytes).sum();
+        }
+    }
 }
 
 /// The copies, and whether the invalidation feed is live.
 #[derive(Debug)]
 pub struct LocalSnapshots {
     ttl: Duration,
+    max_bytes: usize,
     live: AtomicBool,
     /// Bumped by every invalidation: a read that started before one does not keep its result,
     /// which may be the value the invalidation was about.
     epoch: AtomicU64,
-    kept: Mutex<HashMap<GroupId, Kept>>,
+    kept: Mutex<Store>,
 }
 
 impl LocalSnapshots {
-    /// `None` when `ttl` is zero (the copy is off).
-    pub fn new(ttl: Duration) -> Option<Arc<Self>> {
+    /// `None` when `ttl` is zero (the copy is off). The copies take at most about `max_bytes`.
+    pub fn new(ttl: Duration, max_bytes: u64) -> Option<Arc<Self>> {
         (!ttl.is_zero()).then(|| {
             Arc::new(Self {
                 ttl,
+                max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
                 live: AtomicBool::new(false),
                 epoch: AtomicU64::new(0),
-                kept: Mutex::new(HashMap::new()),
+                kept: Mutex::new(Store::default()),
             })
         })
+    }
+
+    /// About what the copies take now, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner).bytes
     }
 
     /// The kept copy of `group`, if the feed is live and the copy younger than the TTL.
@@ -86,7 +147,7 @@ impl LocalSnapshots {
             return None;
         }
         let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        kept.get(&group).filter(|k| !k.superseded && k.at.elapsed() < self.ttl).map(|k| k.copy.clone())
+        kept.map.get(&group).filter(|k| !k.superseded && k.at.elapsed() < self.ttl).map(|k| k.copy.clone())
     }
 
     /// The epoch to hand back to [`LocalSnapshots::keep`] after reading Redis.
@@ -106,27 +167,23 @@ impl LocalSnapshots {
             rendered: snapshot.map(|s| RenderedEntries::new(&s.entries)),
             snapshot: snapshot.cloned(),
             health: health.cloned(),
+            encoded: Encoded::default(),
         });
+        let bytes = copy.bytes();
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         let superseded = self.epoch.load(Ordering::Acquire) != epoch;
-        if superseded && kept.get(&group).is_some_and(|k| version(&k.copy) > version(&copy)) {
+        if superseded && kept.map.get(&group).is_some_and(|k| version(&k.copy) > version(&copy)) {
             return;
         }
-        if kept.len() >= CAPACITY {
-            kept.retain(|_, k| k.at.elapsed() < self.ttl);
-            // Mostly live copies: start over rather than scan them again on the next insert.
-            if kept.len() >= CAPACITY * 9 / 10 {
-                kept.clear();
-            }
-        }
-        kept.insert(group, Kept { at: Instant::now(), copy, superseded });
+        kept.make_room(bytes, self.max_bytes, self.ttl);
+        kept.insert(group, Kept { at: Instant::now(), copy, superseded, bytes });
     }
 
     fn invalidate(&self, groups: &str) {
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         for group in groups.split(',').filter_map(|g| g.trim().parse::<GroupId>().ok()) {
-            if let Some(k) = kept.get_mut(&group) {
+            if let Some(k) = kept.map.get_mut(&group) {
                 k.superseded = true;
             }
         }
@@ -137,7 +194,7 @@ impl LocalSnapshots {
     /// feed for this alone, and stay for it when the feed is back.
     pub fn last_known(&self, group: GroupId) -> Option<Arc<KeptCopy>> {
         let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        kept.get(&group).map(|k| k.copy.clone())
+        kept.map.get(&group).map(|k| k.copy.clone())
     }
 
     /// The feed came back (`true`) or was lost (`false`). Either way the copies stay for
@@ -149,7 +206,7 @@ impl LocalSnapshots {
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if live {
-            kept.values_mut().for_each(|k| k.superseded = true);
+            kept.map.values_mut().for_each(|k| k.superseded = true);
         }
         self.live.store(live, Ordering::Release);
     }
@@ -216,13 +273,62 @@ mod tests {
     }
 
     fn live() -> Arc<LocalSnapshots> {
-        let local = LocalSnapshots::new(Duration::from_secs(60)).expect("a non-zero TTL keeps copies");
+        let local = LocalSnapshots::new(Duration::from_secs(60), 1 << 20).expect("a non-zero TTL keeps copies");
         local.set_live(true);
         local
     }
 
     fn version(copy: Option<Arc<KeptCopy>>) -> Option<i64> {
         copy.and_then(|c| super::version(&c))
+    }
+
+    /// The bound is only as good as the estimate it counts: a copy with both codings' pieces made
+    /// must not take more than it is counted for.
+    #[test]
+    fn a_copy_takes_no_more_than_it_is_counted_for_once_compressed_both_ways() {
+        let entries: Vec<ranq_core::Entry> = (1..=100)
+            .map(|rank| ranq_core::Entry {
+                rank,
+                member: 1_000_000 + i64::from(rank) * 7_919,
+                score: 9_000_000 - i64::from(rank),
+            })
+            .collect();
+        let snapshot = Snapshot::new(1, 1, entries);
+        let copy = KeptCopy {
+            rendered: Some(RenderedEntries::new(&snapshot.entries)),
+            snapshot: Some(snapshot),
+            health: None,
+            encoded: Encoded::default(),
+        };
+        let counted = copy.bytes();
+        let rendered = copy.rendered.as_ref().expect("rendered");
+        for coding in [crate::encoding::Coding::Gzip, crate::encoding::Coding::Brotli] {
+            copy.encoded.get(coding, rendered.json(), rendered.ends());
+        }
+        let snapshot = copy.snapshot.as_ref().expect("snapshot");
+        let taken = std::mem::size_of::<KeptCopy>()
+            + snapshot.entries.capacity() * std::mem::size_of::<ranq_core::Entry>()
+            + rendered.json().len()
+            + std::mem::size_of_val(rendered.ends())
+            + copy.encoded.heap_bytes();
+        assert!(taken <= counted, "a copy takes {taken} bytes, counted as {counted}");
+    }
+
+    #[test]
+    fn the_copies_stay_within_their_memory_bound_however_many_groups_are_read() {
+        let local = LocalSnapshots::new(Duration::from_secs(60), 1 << 20).expect("copies");
+        local.set_live(true);
+        let entries: Vec<ranq_core::Entry> =
+            (1..=100).map(|rank| ranq_core::Entry { rank, member: i64::from(rank), score: 1 }).collect();
+        let mut most = 0;
+        for group in 0..5_000 {
+            local.keep(group, local.epoch(), Some(&Snapshot::new(group, 1, entries.clone())), None);
+            most = most.max(local.bytes());
+        }
+        assert!(most <= 1 << 20, "{most} bytes kept, bound 1 MiB");
+        assert!(local.bytes() > (1 << 20) / 4, "the bound is used, not emptied: {} bytes", local.bytes());
+        assert_eq!(version(local.get(4_999)), Some(1), "the newest copy is kept");
+        assert_eq!(version(local.get(0)), None, "the oldest went");
     }
 
     #[test]

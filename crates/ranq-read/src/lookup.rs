@@ -10,11 +10,12 @@ use ranq_cache::{CacheError, Cached, Stored};
 use ranq_core::{Freshness, GroupId};
 use tokio::time::Instant;
 
-use crate::answer::{Judged, ReadOutcome, classify, judge, read_top, render_top, servable};
+use crate::answer::{Judged, ReadOutcome, classify, judge, read_top, render_head, render_tail, render_top, servable};
+use crate::encoding::Coding;
 use crate::error::ApiError;
 use crate::on_miss::{Asked, Claim, OnMissRefresh};
 use crate::state::AppState;
-use crate::wire::TopResponse;
+use crate::wire::{QUARANTINED, TopResponse};
 
 /// How often a waiting MISS looks for the snapshot it asked for.
 const WAIT_POLL: Duration = Duration::from_millis(10);
@@ -26,7 +27,7 @@ pub(crate) struct Found {
     pub age: Duration,
 }
 
-/// An answer served from a live in-memory copy, its entries rendered once when it was kept.
+/// An answer ready to send: its head, and its body in the coding asked for.
 #[derive(Debug)]
 pub(crate) struct PreRendered {
     /// The answer without its entries.
@@ -34,10 +35,18 @@ pub(crate) struct PreRendered {
     pub entries: usize,
     pub age: Duration,
     pub body: Vec<u8>,
+    /// What `body` is compressed with; `None`: plain JSON.
+    pub coding: Option<Coding>,
 }
 
 /// Reads a group's answer and records the read; a MISS (or Redis failing) is the error to send.
 pub(crate) async fn load(state: &AppState, group: GroupId, limit: usize) -> Result<Found, ApiError> {
+    let mut found = find(state, group, limit).await?;
+    public_error(&mut found.response);
+    Ok(found)
+}
+
+async fn find(state: &AppState, group: GroupId, limit: usize) -> Result<Found, ApiError> {
     let started = Instant::now();
     // While the connection looks for a new master, the old one may be a dead host that answers
     // nothing until the timeout: a copy held answers at once instead.
@@ -66,7 +75,7 @@ pub(crate) async fn load(state: &AppState, group: GroupId, limit: usize) -> Resu
                 return Ok(found);
             }
             state.metrics.record(Freshness::Miss, age);
-            Err(ApiError::Miss { group, refresh_error: error })
+            Err(ApiError::Miss { group, quarantined: error.is_some() })
         }
         Err(e) => match from_last_copy(state, group, limit, &e) {
             Some(found) => Ok(found),
@@ -75,6 +84,13 @@ pub(crate) async fn load(state: &AppState, group: GroupId, limit: usize) -> Resu
                 Err(ApiError::CacheUnavailable(e))
             }
         },
+    }
+}
+
+/// A quarantined group's answer says that its refreshes fail, not what the database said.
+fn public_error(response: &mut TopResponse) {
+    if response.error.is_some() {
+        response.error = Some(QUARANTINED.to_owned());
     }
 }
 
@@ -91,22 +107,35 @@ fn from_last_copy(state: &AppState, group: GroupId, limit: usize, why: &str) -> 
     Some(Found { response, age })
 }
 
-/// The answer from a live in-memory copy: no Redis, no decoding, no serialising of entries.
-/// `None` sends the request down the ordinary path, as does a copy too old to serve (a MISS
-/// also asks for a refresh).
-pub(crate) fn pre_rendered(state: &AppState, group: GroupId, limit: usize) -> Option<PreRendered> {
+/// The answer from a live in-memory copy, in `coding`: no Redis, no decoding, no serialising of
+/// entries, and their compression made once per copy. `None` sends the request down the ordinary
+/// path, as does a copy too old to serve (a MISS also asks for a refresh).
+pub(crate) fn pre_rendered(
+    state: &AppState,
+    group: GroupId,
+    limit: usize,
+    coding: Option<Coding>,
+) -> Option<PreRendered> {
     let copy = state.local.as_ref()?.get(group)?;
     let (snapshot, rendered) = (copy.snapshot.as_ref()?, copy.rendered.as_ref()?);
-    let Judged::Served { head, age } = judge(snapshot, copy.health.as_ref(), &state.policy, chrono::Utc::now()) else {
+    let Judged::Served { mut head, age } = judge(snapshot, copy.health.as_ref(), &state.policy, chrono::Utc::now())
+    else {
         return None;
     };
+    public_error(&mut head);
     if head.status == Freshness::Stale && !head.quarantined {
         refresh_in_background(state, group);
     }
     state.metrics.record(head.status, Some(age));
     let (entries, count) = rendered.first(limit);
-    let body = render_top(&head, entries);
-    Some(PreRendered { head, entries: count, age, body })
+    let body = match coding {
+        None => render_top(&head, entries),
+        Some(coding) => {
+            let (json, ends) = (rendered.json(), rendered.ends());
+            copy.encoded.get(coding, json, ends).answer(&render_head(&head), json, ends, count, &render_tail(&head))
+        }
+    };
+    Some(PreRendered { head, entries: count, age, body, coding })
 }
 
 /// [`read_top`], answered from the in-memory copy when there is a live one, and kept there

@@ -1,15 +1,17 @@
 //! Prometheus metrics of the read API: `ranq_reads_total{status}`, `ranq_cache_age_seconds`,
-//! `ranq_read_refreshes_total{outcome}`, `ranq_read_miss_waits_total{outcome}` and
-//! `ranq_read_redis_unanswered_total{answer}`.
+//! `ranq_read_refreshes_total{outcome}`, `ranq_read_miss_waits_total{outcome}`,
+//! `ranq_read_redis_unanswered_total{answer}`, `ranq_read_refused_total{reason}` and
+//! `ranq_read_copy_bytes`.
 //!
 //! The recorder is owned by the server rather than installed globally, so several servers (in
 //! tests, or `ranq up`) each count their own requests.
 
-use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder, with_local_recorder};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, with_local_recorder};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use ranq_core::Freshness;
 use ranq_core::metrics::{
-    CACHE_AGE_SECONDS, READ_MISS_WAITS_TOTAL, READ_REFRESHES_TOTAL, READ_UNANSWERED_TOTAL, READS_TOTAL, help,
+    CACHE_AGE_SECONDS, READ_COPY_BYTES, READ_MISS_WAITS_TOTAL, READ_REFRESHES_TOTAL, READ_REFUSED_TOTAL,
+    READ_UNANSWERED_TOTAL, READS_TOTAL, help,
 };
 
 /// Age buckets from 100 ms to an hour: they span the default `stale_after` (90 s) and `max_age`
@@ -26,6 +28,30 @@ pub struct ReadMetrics {
     waits: [Counter; 2],
     /// Reads Redis did not answer: [served from the last copy, 503].
     unanswered: [Counter; 2],
+    /// Requests refused, by [`Refused`].
+    refused: [Counter; 3],
+    copy_bytes: Gauge,
+}
+
+/// Why a request was refused; set on the refusal's response (an extension), counted on its way
+/// out, so the guards need no access to the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    Overloaded = 0,
+    RateLimited = 1,
+    TimedOut = 2,
+}
+
+impl Refused {
+    const ALL: [Self; 3] = [Self::Overloaded, Self::RateLimited, Self::TimedOut];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Overloaded => "overloaded",
+            Self::RateLimited => "rate_limited",
+            Self::TimedOut => "timed_out",
+        }
+    }
 }
 
 impl std::fmt::Debug for ReadMetrics {
@@ -62,13 +88,31 @@ impl ReadMetrics {
             let key = Key::from_parts(READ_UNANSWERED_TOTAL, vec![Label::new("answer", answer)]);
             recorder.register_counter(&key, &metadata)
         });
+        let refused = Refused::ALL.map(|reason| {
+            let key = Key::from_parts(READ_REFUSED_TOTAL, vec![Label::new("reason", reason.as_str())]);
+            recorder.register_counter(&key, &metadata)
+        });
+        let copy_bytes = recorder.register_gauge(&Key::from_name(READ_COPY_BYTES), &metadata);
         with_local_recorder(&recorder, || {
-            for name in [READS_TOTAL, READ_REFRESHES_TOTAL, READ_MISS_WAITS_TOTAL, READ_UNANSWERED_TOTAL] {
+            for name in
+                [READS_TOTAL, READ_REFRESHES_TOTAL, READ_MISS_WAITS_TOTAL, READ_UNANSWERED_TOTAL, READ_REFUSED_TOTAL]
+            {
                 metrics::describe_counter!(name, help(name));
             }
             metrics::describe_histogram!(CACHE_AGE_SECONDS, help(CACHE_AGE_SECONDS));
+            metrics::describe_gauge!(READ_COPY_BYTES, help(READ_COPY_BYTES));
         });
-        Self { recorder, handle, reads, age, waits, unanswered }
+        Self { recorder, handle, reads, age, waits, unanswered, refused, copy_bytes }
+    }
+
+    /// Records a refused request.
+    pub(crate) fn record_refused(&self, reason: Refused) {
+        self.refused[reason as usize].increment(1);
+    }
+
+    /// Sets what the in-memory copies take now.
+    pub fn set_copy_bytes(&self, bytes: usize) {
+        self.copy_bytes.set(bytes as f64);
     }
 
     /// Records one read: its status and, when a snapshot was found, its age.

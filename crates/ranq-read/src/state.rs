@@ -24,7 +24,6 @@ pub(crate) struct AppState {
     pub on_miss: Option<Arc<OnMissRefresh>>,
     /// In-memory copies of snapshots; `None` when `read.local_ttl` is zero.
     pub local: Option<Arc<LocalSnapshots>>,
-    /// The shared fleet report of `/v1/status`; `None` when `read.ui` is off (and the pages
-    /// with it).
-    pub status: Option<Arc<SharedStatus>>,
+    /// The shared fleet report of `/v1/status` (admin listener).
+    pub status: Arc<SharedStatus>,
 }

@@ -5,6 +5,10 @@
 //! are described here by mirrors ([`EntryDoc`], [`FreshnessDoc`]); unit tests hold the mirrors to
 //! the real serialisation. Ids and versions are spelled `i64` (what `GroupId`, `MemberId` and
 //! `Version` are), which utoipa describes as an integer where it cannot see through an alias.
+//!
+//! Every body is closed: `deny_unknown_fields` is how utoipa is told to write
+//! `additionalProperties: false`, so the document promises no field beyond those listed and a
+//! strict client (or the conformance test) can hold the server to it.
 
 use chrono::{DateTime, Utc};
 use ranq_core::{Entry, Freshness, GroupId};
@@ -13,6 +17,7 @@ use utoipa::ToSchema;
 
 /// The body of a 200 answer of `GET /v1/groups/{group}/top`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TopResponse {
     pub group: i64,
     #[schema(value_type = FreshnessDoc)]
@@ -26,8 +31,8 @@ pub struct TopResponse {
     /// At most `limit` entries, by rank.
     #[schema(value_type = Vec<EntryDoc>)]
     pub entries: Vec<Entry>,
-    /// Set while the group is quarantined: why its refreshes fail. The entries are its last good
-    /// snapshot, and age on as usual.
+    /// Set while the group is quarantined: that its refreshes fail (`ranq get` says why; the HTTP
+    /// API does not). The entries are its last good snapshot, and age on as usual.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Present (true) only while the group is quarantined.
@@ -38,6 +43,7 @@ pub struct TopResponse {
 
 /// One ranked member (`ranq_core::Entry`).
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = Entry)]
 pub struct EntryDoc {
     /// 1-based, in the ranking order: score descending, then earliest update, then member id.
@@ -61,6 +67,7 @@ pub enum FreshnessDoc {
 
 /// `GET /v1/groups/{group}/members/{member}`: one member's cached rank.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MemberBody {
     pub group: i64,
     pub member: i64,
@@ -75,6 +82,7 @@ pub struct MemberBody {
 
 /// A 404 MISS: the group is not cached, or its snapshot is older than `max_age`.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MissBody {
     pub error: String,
     /// Always `MISS`.
@@ -85,13 +93,19 @@ pub struct MissBody {
     /// Present (true) while the group is quarantined: its refreshes keep failing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantined: Option<bool>,
-    /// Why the group's refreshes fail, while it is quarantined.
+    /// While the group is quarantined: that its refreshes fail (the HTTP API never says why; the
+    /// admin listener's `/v1/status` and `ranq get` do).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_error: Option<String>,
 }
 
+/// What the public API says of a quarantined group instead of the database's error, which may
+/// name tables, hosts or data.
+pub const QUARANTINED: &str = "refreshes of this group keep failing; operators see why in `ranq status`";
+
 impl MissBody {
-    /// The MISS of `group`; a quarantined group also says why it is not refreshed.
+    /// The MISS of `group`; a quarantined group says so, with `refresh_error` (`ranq get` gives
+    /// the real error, the HTTP API [`QUARANTINED`]).
     pub fn new(group: GroupId, refresh_error: Option<String>) -> Self {
         Self {
             error: format!("group {group} is not cached"),
@@ -106,15 +120,18 @@ impl MissBody {
 
 /// Any other error: a human message and a stable machine-readable code.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     pub error: String,
     /// `bad_group`, `bad_limit`, `bad_member`, `bad_path`, `no_route`, `no_asset`,
-    /// `method_not_allowed`, `cache_unavailable`, `redis_unreachable`, `internal`.
+    /// `method_not_allowed`, `rate_limited`, `overloaded`, `timed_out`, `cache_unavailable`,
+    /// `redis_unreachable`, `internal`.
     pub code: &'static str,
 }
 
 /// A 404 for a member that is not in the group's cached top 100.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NotInTopBody {
     pub error: &'static str,
     /// Always `not_in_top`.
@@ -125,8 +142,18 @@ pub struct NotInTopBody {
     pub status: Freshness,
 }
 
+/// The two bodies of a member lookup's 404 (documentation only: each is sent as itself).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum MemberMiss {
+    Miss(MissBody),
+    NotInTop(NotInTopBody),
+}
+
 /// `/healthz` and `/readyz`.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Health {
     /// `ok` (alive) or `ready` (Redis answers).
     pub status: &'static str,

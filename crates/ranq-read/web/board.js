@@ -11,6 +11,9 @@ const RECENT_KEY = 'ranq.recent';
 const STATUSES = ['FRESH', 'STALE', 'MISS'];
 const I64 = 2n ** 63n;
 
+// The operations page is served on the admin listener only: link to it where it is there.
+fetch('/ops', { method: 'HEAD' }).then((res) => { if (res.ok) $('ops-link').hidden = false; }, () => {});
+
 let S = {}; // the shown group: group, etag, status, snap (last 200 body), base (ranks before it), at, miss
 
 /** The canonical id of a 64-bit signed group, or null. */

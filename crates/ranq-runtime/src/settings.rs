@@ -155,8 +155,45 @@ pub struct ReadSettings {
     /// are dropped at once when a worker writes the group; this bounds them if a message is lost.
     #[serde(with = "humantime_serde")]
     pub local_ttl: Duration,
-    /// Serve the web board (`/`), the operations page (`/ops`) and its data (`/v1/status`).
+    /// Serve the web board (`/`) on the public listener. It reads only the public API.
     pub ui: bool,
+    /// The admin listener: the operations page (`/ops`), `/v1/status` and `/metrics`, which tell
+    /// internal state and belong on a private network. Loopback by default.
+    pub admin_listen: String,
+    /// Origins whose pages may call the public API from a browser (`https://game.example`, or
+    /// `*` for any); empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
+    /// Requests the public listener works on at once; past it, a 503 with `Retry-After` at once.
+    pub max_in_flight: usize,
+    /// Connections the public listener holds open at once; past it, new ones wait in the
+    /// kernel's backlog.
+    pub max_connections: usize,
+    /// Requests per second one client may make (0: no per-client limit), with bursts of up to
+    /// `client_burst`; past it, a 429 with `Retry-After`.
+    pub client_rate: u32,
+    pub client_burst: u32,
+    /// Who a client is, for `client_rate`: the TCP peer, or the last address in
+    /// `X-Forwarded-For` (the one the nearest proxy added), for a tier behind a load balancer.
+    pub client_ip: ClientIp,
+    /// How long a connection may take to send a request's headers, and stay idle between
+    /// requests; a slow or silent client is disconnected past it.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Memory the in-memory copies (`local_ttl`) may take, in bytes ("64MiB"); the least
+    /// recently kept are dropped past it.
+    pub local_max_bytes: bytesize::ByteSize,
+}
+
+/// `read.client_ip`: how a client is told apart for `read.client_rate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientIp {
+    /// The address of the TCP peer.
+    #[default]
+    Peer,
+    /// The last address of `X-Forwarded-For`, else the peer: right behind a proxy that appends
+    /// the address it saw, wrong (spoofable) without one.
+    XForwardedFor,
 }
 
 /// `read.on_miss`.
@@ -215,6 +252,15 @@ impl Default for Settings {
                 refresh_rate: 100,
                 local_ttl: Duration::from_secs(1),
                 ui: true,
+                admin_listen: "127.0.0.1:8081".into(),
+                cors_origins: Vec::new(),
+                max_in_flight: 1_024,
+                max_connections: 10_000,
+                client_rate: 0,
+                client_burst: 50,
+                client_ip: ClientIp::Peer,
+                header_timeout: Duration::from_secs(10),
+                local_max_bytes: bytesize::ByteSize::mib(64),
             },
         }
     }
@@ -251,6 +297,43 @@ impl Settings {
         if self.read.stale_after > self.read.max_age {
             return bad("read.stale_after", "must not exceed read.max_age".into());
         }
+        let (r, dr) = (&self.read, &d.read);
+        if r.max_in_flight == 0 || r.max_connections == 0 {
+            return bad(
+                "read.max_in_flight",
+                format!(
+                    "and read.max_connections must be at least 1 (defaults {} and {})",
+                    dr.max_in_flight, dr.max_connections
+                ),
+            );
+        }
+        if r.client_rate > 0 && r.client_burst == 0 {
+            return bad("read.client_burst", format!("must be at least 1 (default {})", dr.client_burst));
+        }
+        if r.header_timeout.is_zero() {
+            return bad(
+                "read.header_timeout",
+                format!("must be more than 0s (default {})", humantime::format_duration(dr.header_timeout)),
+            );
+        }
+        for origin in &r.cors_origins {
+            if let Err(why) = check_origin(origin) {
+                return bad("read.cors_origins", format!("entry {origin:?} {why}"));
+            }
+        }
+        let most = tokio::sync::Semaphore::MAX_PERMITS;
+        if r.max_in_flight > most || r.max_connections > most {
+            return bad("read.max_in_flight", format!("and read.max_connections must be at most {most}"));
+        }
+        if !r.local_ttl.is_zero() && r.local_max_bytes.as_u64() == 0 {
+            return bad(
+                "read.local_max_bytes",
+                format!(
+                    "must be more than 0 while read.local_ttl is set (default {}); set read.local_ttl = \"0s\" to keep no copies",
+                    dr.local_max_bytes
+                ),
+            );
+        }
         let (p, dp) = (&self.producer, &d.producer);
         if p.enqueue_chunk == 0 || p.max_backlog < p.enqueue_chunk {
             return bad(
@@ -286,6 +369,27 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// `*`, or an origin exactly as a browser sends it in `Origin` (the CORS layer compares bytes):
+/// `scheme://host[:port]`, the host in lower case, no default port, no path, no wildcard.
+fn check_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let usage = "is not an origin: write scheme://host[:port] with no path (one entry per origin), or \"*\" alone";
+    if origin.contains('*') {
+        return Err(format!("{usage}; origins have no wildcards"));
+    }
+    let url = url::Url::parse(origin).map_err(|_| usage.to_owned())?;
+    let exact = url.origin().ascii_serialization();
+    if !url.origin().is_tuple() {
+        return Err(usage.to_owned());
+    }
+    if exact != origin {
+        return Err(format!("is not an origin as browsers send it: write {exact:?}"));
+    }
+    Ok(())
 }
 
 impl ReadSettings {
@@ -572,6 +676,23 @@ mod tests {
             assert_eq!(s.shutdown_timeout, Duration::from_secs(30));
             Ok(())
         });
+    }
+
+    #[test]
+    fn cors_origins_are_checked_as_browsers_send_them() {
+        for good in
+            ["*", "https://game.example", "http://localhost:3000", "http://[::1]:8080", "https://xn--bcher-kva.example"]
+        {
+            assert_eq!(check_origin(good), Ok(()), "{good}");
+        }
+        let why = |o: &str| check_origin(o).expect_err("refused");
+        assert!(why("https://Game.example").contains("\"https://game.example\""), "{}", why("https://Game.example"));
+        assert!(why("https://game.example:443").contains("\"https://game.example\""));
+        assert!(why("https://game.example/").contains("\"https://game.example\""));
+        assert!(why("https://*.game.example").contains("no wildcards"));
+        assert!(why("game.example").contains("is not an origin"));
+        assert!(why("https://game.example/board").contains("write \"https://game.example\""));
+        assert!(why("file:///etc").contains("is not an origin"));
     }
 
     #[test]

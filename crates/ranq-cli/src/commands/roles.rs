@@ -47,8 +47,9 @@ pub async fn worker(ctx: &Context) -> anyhow::Result<ExitCode> {
 pub async fn serve(ctx: &Context) -> anyhow::Result<ExitCode> {
     let cache = ctx.cache().await?;
     let server = ranq_read::Server::bind(&ctx.settings, cache).await?;
-    let addr = server.local_addr()?;
+    let (addr, admin) = (server.local_addr()?, server.admin_addr()?);
     tracing::info!(%addr, "read API listening on http://{addr}");
+    tracing::info!(%admin, "admin listener (operations page, /v1/status, /metrics) on http://{admin}");
     server.run_until(shutdown_on_signals()).await?;
     tracing::info!("read API stopped");
     Ok(ExitCode::SUCCESS)

@@ -57,15 +57,15 @@ pub async fn up(ctx: &Context, args: &UpArgs) -> anyhow::Result<ExitCode> {
     };
 
     let launcher = fleet.launcher(ctx, &database_url, &redis_url)?;
-    let listen = &ctx.settings.read.listen;
+    let (listen, admin) = (&ctx.settings.read.listen, &ctx.settings.read.admin_listen);
     fleet.spawn(&launcher, "producer".into(), &["producer", "--schedule", &args.schedule])?;
     for i in 1..=args.workers {
         fleet.spawn(&launcher, format!("worker-{i}"), &["worker"])?;
     }
-    fleet.spawn(&launcher, "serve".into(), &["serve", "--listen", listen])?;
+    fleet.spawn(&launcher, "serve".into(), &["serve", "--listen", listen, "--admin-listen", admin])?;
 
     let groups = fill_cache(ctx, &database_url, &redis_url).await?;
-    print_banner(groups, &database_url, &redis_url, listen, &ctx.settings.namespace);
+    print_banner(groups, &database_url, &redis_url, (listen, admin), &ctx.settings.namespace);
 
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
@@ -127,12 +127,13 @@ impl LocalFleet {
 }
 
 /// Where the user finds what just started.
-fn print_banner(groups: usize, database_url: &str, redis_url: &str, listen: &str, namespace: &str) {
+fn print_banner(groups: usize, database_url: &str, redis_url: &str, (listen, admin): (&str, &str), namespace: &str) {
     eprintln!();
     eprintln!("ranq is up: {groups} groups from {}", ranq_core::redact_url(database_url));
-    eprintln!("  web board    http://{listen}/?group=1   (operations: http://{listen}/ops)");
+    eprintln!("  web board    http://{listen}/?group=1");
     eprintln!("  leaderboard  http://{listen}/v1/groups/1/top");
-    eprintln!("  metrics      http://{listen}/metrics");
+    eprintln!("  operations   http://{admin}/ops   (admin listener: also /v1/status, /metrics)");
+    eprintln!("  metrics      http://{admin}/metrics");
     eprintln!("  fleet status ranq status --redis-url {} --namespace {namespace}", ranq_core::redact_url(redis_url));
     eprintln!("Press Ctrl-C to stop.");
     eprintln!();
