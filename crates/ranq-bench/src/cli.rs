@@ -79,6 +79,14 @@ pub struct ReadBenchArgs {
     /// Concurrent keep-alive connections of the load generator at full load.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub connections: u32,
+    /// Instead: the public tier past what it can serve (ten times its capacity, behind a Redis
+    /// a few milliseconds away), then a scan over --scan-groups distinct groups; reports the
+    /// latency of admitted requests, the share refused with 503, and the server's memory.
+    #[arg(long)]
+    pub overload: bool,
+    /// Distinct group ids the --overload scan reads, one request each.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub scan_groups: u64,
     /// Also write the report as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,

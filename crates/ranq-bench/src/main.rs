@@ -10,6 +10,7 @@ mod chaos;
 mod cli;
 mod compare;
 mod noop;
+mod overload;
 mod read;
 mod refresh;
 mod sandbox;

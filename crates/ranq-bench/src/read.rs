@@ -7,7 +7,12 @@
 //! falls on both alike: each at full load (closed loop, `--connections` requests in flight)
 //! for requests per second, then each at half of its own full-load rate (open loop: a request
 //! sent late because the one before it was slow counts its latency from when it was due, so a
-//! stall cannot hide itself) for percentiles.
+//! stall cannot hide itself) for percentiles. Then the read API at full load once per
+//! `Accept-Encoding` (identity, gzip, br), for what compression costs in requests per second and
+//! saves in bytes per answer.
+//!
+//! `--overload` runs the other read bench instead (`overload`); it shares this one's load
+//! generator.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -26,16 +31,30 @@ use crate::sandbox::{Lab, write_json};
 /// The group the bench caches and reads.
 const GROUP: i64 = 1;
 
-/// One measurement.
+/// One measurement. Percentiles are of the requests answered 2xx.
 #[derive(Debug, Clone, Serialize)]
-struct Load {
-    requests: u64,
-    errors: u64,
-    requests_per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
+pub(crate) struct Load {
+    pub requests: u64,
+    /// 503s `overloaded`: refused by the server's bound on requests in flight.
+    pub shed: u64,
+    /// Anything else that was not a 2xx: other statuses, connection errors.
+    pub errors: u64,
+    pub requests_per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
+
+/// The read API at full load with one `Accept-Encoding`.
+#[derive(Debug, Serialize)]
+struct CodingLoad {
+    accept_encoding: &'static str,
+    bytes_per_answer: usize,
+    full_load: Load,
+}
+
+/// What the coding measurements ask for, in turn.
+const CODINGS: [&str; 3] = ["identity", "gzip", "br"];
 
 #[derive(Debug, Serialize)]
 struct ReadReport {
@@ -47,10 +66,14 @@ struct ReadReport {
     api_half_load: Load,
     static_half_load: Load,
     api_share_of_static: f64,
+    codings: Vec<CodingLoad>,
 }
 
 /// Redis only: this bench needs no database, so it has no sandbox schema, only a namespace.
 pub async fn read(lab: &Lab, args: &ReadBenchArgs) -> anyhow::Result<ExitCode> {
+    if args.overload {
+        return crate::overload::overload(lab, args).await;
+    }
     let namespace =
         format!("{}-bench-read-{}-{}", lab.settings.namespace, std::process::id(), Utc::now().timestamp_millis());
     let redis = ranq_redis::Redis::connect_with(&lab.settings.redis_url, &lab.settings.redis).await?;
@@ -80,6 +103,7 @@ async fn run(lab: &Lab, args: &ReadBenchArgs, cache: &Cache, shutdown: &Shutdown
 
     let mut settings = lab.settings.clone();
     settings.read.listen = "127.0.0.1:0".into();
+    settings.read.admin_listen = "127.0.0.1:0".into();
     settings.read.on_miss = OnMiss::None;
     let api = ranq_read::Server::bind(&settings, cache.clone()).await?;
     let api_url = format!("http://{}/v1/groups/{GROUP}/top", api.local_addr()?);
@@ -91,12 +115,32 @@ async fn run(lab: &Lab, args: &ReadBenchArgs, cache: &Cache, shutdown: &Shutdown
 
     let connections = args.connections;
     let urls = [api_url.as_str(), static_url.as_str()];
-    let [api_full, static_full] =
-        measure("full load", alternating(args.seconds, |t| closed_loop(&client, urls[t], connections, SLICE))).await?;
+    let targets = ["read API", "static"];
+    let [api_full, static_full] = measure(
+        "full load",
+        &targets,
+        alternating(args.seconds, |t| closed_loop(&client, urls[t], PLAIN, connections, SLICE)),
+    )
+    .await?;
     let rates = [api_full.requests_per_second / 2.0, static_full.requests_per_second / 2.0];
-    let [api_half, static_half] =
-        measure("half load", alternating(args.seconds, |t| open_loop(&client, urls[t], rates[t], connections, SLICE)))
-            .await?;
+    let [api_half, static_half] = measure(
+        "half load",
+        &targets,
+        alternating(args.seconds, |t| open_loop(&client, urls[t], PLAIN, rates[t], connections, SLICE)),
+    )
+    .await?;
+    let loads = measure(
+        "full load",
+        &CODINGS,
+        alternating(args.seconds, |t| closed_loop(&client, &api_url, CODINGS[t], connections, SLICE)),
+    )
+    .await?;
+    let mut codings = Vec::new();
+    for (accept_encoding, full_load) in CODINGS.into_iter().zip(loads) {
+        let answer = client.get(&api_url).header("accept-encoding", accept_encoding).send().await?;
+        let bytes_per_answer = answer.error_for_status()?.bytes().await?.len();
+        codings.push(CodingLoad { accept_encoding, bytes_per_answer, full_load });
+    }
     let share = if static_full.requests_per_second > 0.0 {
         api_full.requests_per_second / static_full.requests_per_second
     } else {
@@ -111,6 +155,7 @@ async fn run(lab: &Lab, args: &ReadBenchArgs, cache: &Cache, shutdown: &Shutdown
         api_half_load: api_half,
         static_half_load: static_half,
         api_share_of_static: share,
+        codings,
     })
 }
 
@@ -135,44 +180,48 @@ async fn serve_static(body: Bytes, shutdown: Shutdown) -> anyhow::Result<String>
 /// One turn of a target in [`alternating`].
 const SLICE: Duration = Duration::from_secs(1);
 
-async fn measure(
+/// The `Accept-Encoding` of an uncompressed request.
+pub(crate) const PLAIN: &str = "identity";
+
+async fn measure<const N: usize>(
     name: &str,
-    loads: impl std::future::Future<Output = anyhow::Result<[Load; 2]>>,
-) -> anyhow::Result<[Load; 2]> {
-    let spinner = ranq_runtime::progress::spinner(format!("{name}: read API and static, in turns…"));
+    targets: &[&str; N],
+    loads: impl std::future::Future<Output = anyhow::Result<[Load; N]>>,
+) -> anyhow::Result<[Load; N]> {
+    let spinner = ranq_runtime::progress::spinner(format!("{name}: {}, in turns…", targets.join(", ")));
     let loads = loads.await?;
     spinner.finish_and_clear();
-    for (target, load) in ["read API", "static"].iter().zip(&loads) {
+    for (target, load) in targets.iter().zip(&loads) {
         eprintln!("{target:<9} {name:<10} {:>9.0} req/s  p99 {:>6.2} ms", load.requests_per_second, load.p99_ms);
     }
     Ok(loads)
 }
 
-/// Measures the two targets (0: the read API, 1: static) in turns of [`SLICE`], `seconds` turns
-/// each: on a shared machine, a noisy moment then falls on both alike instead of on whichever
-/// happened to run during it.
-async fn alternating<F, Fut>(seconds: u64, mut slice: F) -> anyhow::Result<[Load; 2]>
+/// Measures `N` targets in turns of [`SLICE`], `seconds` turns each: on a shared machine, a
+/// noisy moment then falls on all alike instead of on whichever happened to run during it.
+async fn alternating<const N: usize, F, Fut>(seconds: u64, mut slice: F) -> anyhow::Result<[Load; N]>
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<(Vec<Lane>, Duration)>>,
 {
-    let mut lanes: [Vec<Lane>; 2] = [Vec::new(), Vec::new()];
-    let mut elapsed = [Duration::ZERO; 2];
+    let mut lanes: [Vec<Lane>; N] = std::array::from_fn(|_| Vec::new());
+    let mut elapsed = [Duration::ZERO; N];
     for _ in 0..seconds {
-        for target in 0..2 {
+        for target in 0..N {
             let (more, took) = slice(target).await?;
             lanes[target].extend(more);
             elapsed[target] += took;
         }
     }
-    let [api, fixed] = lanes;
-    Ok([summarise(api, elapsed[0]), summarise(fixed, elapsed[1])])
+    let mut lanes = lanes.into_iter();
+    Ok(std::array::from_fn(|target| summarise(lanes.next().unwrap_or_default(), elapsed[target])))
 }
 
 /// `connections` loops, each sending its next request as soon as the last one is answered.
-async fn closed_loop(
+pub(crate) async fn closed_loop(
     client: &reqwest::Client,
     url: &str,
+    accept: &'static str,
     connections: u32,
     duration: Duration,
 ) -> anyhow::Result<(Vec<Lane>, Duration)> {
@@ -184,7 +233,7 @@ async fn closed_loop(
             let mut lane = Lane::default();
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                lane.record(get(&client, &url).await, sent);
+                lane.record(get(&client, &url, accept).await, sent);
             }
             lane
         })
@@ -195,9 +244,10 @@ async fn closed_loop(
 
 /// `connections` loops sharing `rate` requests per second on a fixed schedule; each latency is
 /// counted from when its request was due, so falling behind shows in the figures.
-async fn open_loop(
+pub(crate) async fn open_loop(
     client: &reqwest::Client,
     url: &str,
+    accept: &'static str,
     rate: f64,
     connections: u32,
     duration: Duration,
@@ -222,7 +272,7 @@ async fn open_loop(
                     tokio::time::sleep_until(due.into()).await;
                     Instant::now()
                 };
-                lane.record(get(&client, &url).await, since);
+                lane.record(get(&client, &url, accept).await, since);
                 due += every;
             }
             lane
@@ -232,32 +282,61 @@ async fn open_loop(
     Ok((lanes, started.elapsed()))
 }
 
-async fn get(client: &reqwest::Client, url: &str) -> bool {
-    match client.get(url).send().await {
-        Ok(response) if response.status().is_success() => response.bytes().await.is_ok(),
-        _ => false,
+/// What became of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    Ok,
+    /// A 503 with `Retry-After` and the code `overloaded`: refused, as designed, past the bound
+    /// on requests in flight.
+    Shed,
+    Failed,
+}
+
+/// One GET with `Accept-Encoding: accept`, its body read to the end.
+pub(crate) async fn get(client: &reqwest::Client, url: &str, accept: &str) -> Answer {
+    match client.get(url).header("accept-encoding", accept).send().await {
+        Ok(response) if response.status().is_success() => {
+            if response.bytes().await.is_ok() {
+                Answer::Ok
+            } else {
+                Answer::Failed
+            }
+        }
+        Ok(response)
+            if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                && response.headers().contains_key("retry-after") =>
+        {
+            // A timeout or an unreachable Redis is a 503 with Retry-After too, but a failure.
+            match response.json::<serde_json::Value>().await {
+                Ok(body) if body["code"] == "overloaded" => Answer::Shed,
+                _ => Answer::Failed,
+            }
+        }
+        _ => Answer::Failed,
     }
 }
 
-/// What one loop of the load generator saw: latencies in microseconds, and failures.
+/// What one loop of the load generator saw: latencies in microseconds, and refusals and failures.
 #[derive(Debug, Default)]
-struct Lane {
+pub(crate) struct Lane {
     micros: Vec<u32>,
+    shed: u64,
     errors: u64,
 }
 
 impl Lane {
-    fn record(&mut self, ok: bool, since: Instant) {
-        if ok {
-            self.micros.push(u32::try_from(since.elapsed().as_micros()).unwrap_or(u32::MAX));
-        } else {
-            self.errors += 1;
+    fn record(&mut self, answer: Answer, since: Instant) {
+        match answer {
+            Answer::Ok => self.micros.push(u32::try_from(since.elapsed().as_micros()).unwrap_or(u32::MAX)),
+            Answer::Shed => self.shed += 1,
+            Answer::Failed => self.errors += 1,
         }
     }
 }
 
-fn summarise(lanes: Vec<Lane>, elapsed: Duration) -> Load {
+pub(crate) fn summarise(lanes: Vec<Lane>, elapsed: Duration) -> Load {
     let errors = lanes.iter().map(|l| l.errors).sum();
+    let shed = lanes.iter().map(|l| l.shed).sum();
     let mut micros: Vec<u32> = lanes.into_iter().flat_map(|l| l.micros).collect();
     micros.sort_unstable();
     let at = |q: f64| -> f64 {
@@ -266,6 +345,7 @@ fn summarise(lanes: Vec<Lane>, elapsed: Duration) -> Load {
     };
     Load {
         requests: micros.len() as u64,
+        shed,
         errors,
         requests_per_second: micros.len() as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
         p50_ms: at(0.50),
@@ -288,4 +368,12 @@ fn print(r: &ReadReport) {
     line("read API, half of its full load", &r.api_half_load);
     line("static bytes, half of its full load", &r.static_half_load);
     println!("  read API = {:.0} % of the static figure", r.api_share_of_static * 100.0);
+    println!("  {:<34} {:>10} {:>9} {:>9}", "read API, full load, by coding", "req/s", "p99 ms", "bytes");
+    for c in &r.codings {
+        let label = format!("Accept-Encoding: {}", c.accept_encoding);
+        println!(
+            "  {label:<34} {:>10.0} {:>9.2} {:>9}",
+            c.full_load.requests_per_second, c.full_load.p99_ms, c.bytes_per_answer
+        );
+    }
 }
