@@ -24,15 +24,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chrono::Utc;
 use ranq_cache::{Cache, Write};
-use ranq_core::{Entry, Snapshot};
+use ranq_core::Snapshot;
 use ranq_faults::FaultProxy;
 use ranq_launch::Launcher;
 use serde::Serialize;
 use tokio::process::Child;
 
 use crate::cli::ReadBenchArgs;
-use crate::read::{Load, PLAIN, closed_loop, open_loop, summarise};
-use crate::sandbox::{Lab, rss_kib, spawn_quiet, write_json};
+use crate::read::{Load, PLAIN, closed_loop, finish, open_loop, realistic_top, scratch_cache, summarise};
+use crate::sandbox::{Lab, rss_kib, spawn_quiet};
 
 /// Added to every byte each way between the overloaded server and Redis: a 5 ms round trip.
 const REDIS_LATENCY: Duration = Duration::from_micros(2_500);
@@ -86,21 +86,13 @@ struct ScanReport {
 }
 
 pub async fn overload(lab: &Lab, args: &ReadBenchArgs) -> anyhow::Result<ExitCode> {
-    let namespace =
-        format!("{}-bench-overload-{}-{}", lab.settings.namespace, std::process::id(), Utc::now().timestamp_millis());
-    let redis = ranq_redis::Redis::connect_with(&lab.settings.redis_url, &lab.settings.redis).await?;
-    let cache = Cache::new(redis, ranq_core::Keys::new(namespace.clone()));
-    let result = run(lab, args, &cache, &namespace).await;
-    let _ = cache.redis().unlink_matching(&cache.keys().all_pattern()).await;
-    let report = result?;
-    print(&report);
-    if let Some(path) = args.json.as_deref() {
-        write_json(path, &report)?;
-    }
-    Ok(ExitCode::SUCCESS)
+    let cache = scratch_cache(lab, "overload").await?;
+    let result = run(lab, args, &cache).await;
+    finish(&cache, result, print, args.json.as_deref()).await
 }
 
-async fn run(lab: &Lab, args: &ReadBenchArgs, cache: &Cache, namespace: &str) -> anyhow::Result<OverloadReport> {
+async fn run(lab: &Lab, args: &ReadBenchArgs, cache: &Cache) -> anyhow::Result<OverloadReport> {
+    let namespace = cache.keys().namespace();
     let scanned = args.scan_groups;
     let cached = (scanned / SCAN_CACHED_EVERY).clamp(1, SCAN_CACHED_MAX);
     seed(cache, cached).await?;
@@ -108,11 +100,7 @@ async fn run(lab: &Lab, args: &ReadBenchArgs, cache: &Cache, namespace: &str) ->
     let redis_addr = redis_address(&lab.settings.redis_url).await?;
     let proxy = FaultProxy::with_latency(redis_addr, REDIS_LATENCY).await?;
     let far_redis = proxy.wrap(&lab.settings.redis_url).context("REDIS_URL is not a URL")?;
-    let launcher = Launcher::new(&lab.ranq, None, &far_redis, namespace)
-        .var("RANQ_LOG_FORMAT", "json")
-        .var("RUST_LOG", "error")
-        .var("RANQ_READ__ADMIN_LISTEN", "127.0.0.1:0")
-        .var("RANQ_READ__ON_MISS", "none")
+    let launcher = serve_launcher(lab, &far_redis, namespace)
         .var("RANQ_READ__LOCAL_TTL", "0s")
         .var("RANQ_READ__MAX_IN_FLIGHT", MAX_IN_FLIGHT.to_string());
     let (mut server, base) = start(&launcher).await?;
@@ -121,11 +109,7 @@ async fn run(lab: &Lab, args: &ReadBenchArgs, cache: &Cache, namespace: &str) ->
     let mut report = outcome?;
 
     for bound in [SCAN_BOUND, SCAN_UNBOUNDED] {
-        let launcher = Launcher::new(&lab.ranq, None, &lab.settings.redis_url, namespace)
-            .var("RANQ_LOG_FORMAT", "json")
-            .var("RUST_LOG", "error")
-            .var("RANQ_READ__ADMIN_LISTEN", "127.0.0.1:0")
-            .var("RANQ_READ__ON_MISS", "none")
+        let launcher = serve_launcher(lab, &lab.settings.redis_url, namespace)
             .var("RANQ_READ__LOCAL_TTL", "10m")
             .var("RANQ_READ__LOCAL_MAX_BYTES", bound);
         let (mut server, base) = start(&launcher).await?;
@@ -136,16 +120,19 @@ async fn run(lab: &Lab, args: &ReadBenchArgs, cache: &Cache, namespace: &str) ->
     Ok(report)
 }
 
+/// `ranq serve` on `redis_url`, quiet, asking for no refreshes (no worker runs here).
+fn serve_launcher(lab: &Lab, redis_url: &str, namespace: &str) -> Launcher {
+    Launcher::new(&lab.ranq, None, redis_url, namespace)
+        .var("RANQ_LOG_FORMAT", "json")
+        .var("RUST_LOG", "error")
+        .var("RANQ_READ__ADMIN_LISTEN", "127.0.0.1:0")
+        .var("RANQ_READ__ON_MISS", "none")
+}
+
 /// Caches `count` top-100s, at every [`SCAN_CACHED_EVERY`]th group id.
 async fn seed(cache: &Cache, count: u64) -> anyhow::Result<()> {
     let version = Utc::now().timestamp_micros();
-    let entries: Vec<Entry> = (1..=100u32)
-        .map(|rank| Entry {
-            rank,
-            member: 1_000_000 + i64::from(rank) * 7_919,
-            score: 9_000_000 - i64::from(rank) * 3_571,
-        })
-        .collect();
+    let entries = realistic_top();
     let bar = ranq_runtime::progress::bar("caching", count, "groups");
     for chunk in (1..=count).collect::<Vec<_>>().chunks(500) {
         let writes: Vec<Write> = chunk

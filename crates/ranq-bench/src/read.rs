@@ -69,36 +69,55 @@ struct ReadReport {
     codings: Vec<CodingLoad>,
 }
 
-/// Redis only: this bench needs no database, so it has no sandbox schema, only a namespace.
 pub async fn read(lab: &Lab, args: &ReadBenchArgs) -> anyhow::Result<ExitCode> {
     if args.overload {
         return crate::overload::overload(lab, args).await;
     }
-    let namespace =
-        format!("{}-bench-read-{}-{}", lab.settings.namespace, std::process::id(), Utc::now().timestamp_millis());
-    let redis = ranq_redis::Redis::connect_with(&lab.settings.redis_url, &lab.settings.redis).await?;
-    let cache = Cache::new(redis, ranq_core::Keys::new(namespace));
+    let cache = scratch_cache(lab, "read").await?;
     let shutdown = Shutdown::new();
     let result = run(lab, args, &cache, &shutdown).await;
     shutdown.trigger();
+    finish(&cache, result, print, args.json.as_deref()).await
+}
+
+/// The read benches need Redis only, so no sandbox schema: a namespace of their own.
+pub(crate) async fn scratch_cache(lab: &Lab, bench: &str) -> anyhow::Result<Cache> {
+    let namespace =
+        format!("{}-bench-{bench}-{}-{}", lab.settings.namespace, std::process::id(), Utc::now().timestamp_millis());
+    let redis = ranq_redis::Redis::connect_with(&lab.settings.redis_url, &lab.settings.redis).await?;
+    Ok(Cache::new(redis, ranq_core::Keys::new(namespace)))
+}
+
+/// Removes the scratch namespace whatever happened, then prints the report and, when asked,
+/// writes it as JSON.
+pub(crate) async fn finish<R: Serialize>(
+    cache: &Cache,
+    result: anyhow::Result<R>,
+    print: fn(&R),
+    json: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
     let _ = cache.redis().unlink_matching(&cache.keys().all_pattern()).await;
     let report = result?;
     print(&report);
-    if let Some(path) = args.json.as_deref() {
+    if let Some(path) = json {
         write_json(path, &report)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(lab: &Lab, args: &ReadBenchArgs, cache: &Cache, shutdown: &Shutdown) -> anyhow::Result<ReadReport> {
-    // A realistic top-100: member ids and scores of production-like width.
-    let entries = (1..=100u32)
+/// A realistic top-100: member ids and scores of production-like width.
+pub(crate) fn realistic_top() -> Vec<Entry> {
+    (1..=100u32)
         .map(|rank| Entry {
             rank,
             member: 1_000_000 + i64::from(rank) * 7_919,
             score: 9_000_000 - i64::from(rank) * 3_571,
         })
-        .collect();
+        .collect()
+}
+
+async fn run(lab: &Lab, args: &ReadBenchArgs, cache: &Cache, shutdown: &Shutdown) -> anyhow::Result<ReadReport> {
+    let entries = realistic_top();
     cache.write_batch(&[Write::Snapshot(Snapshot::new(GROUP, Utc::now().timestamp_micros(), entries))]).await?;
 
     let mut settings = lab.settings.clone();

@@ -175,8 +175,9 @@ pub struct ReadSettings {
     /// Who a client is, for `client_rate`: the TCP peer, or the last address in
     /// `X-Forwarded-For` (the one the nearest proxy added), for a tier behind a load balancer.
     pub client_ip: ClientIp,
-    /// How long a connection may take to send a request's headers, and stay idle between
-    /// requests; a slow or silent client is disconnected past it.
+    /// How long a connection may take to send its first bytes or a request's headers, stay idle
+    /// between HTTP/1 requests, or leave an HTTP/2 ping unanswered; a slow or silent client is
+    /// disconnected past it.
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
     /// Memory the in-memory copies (`local_ttl`) may take, in bytes ("64MiB"); the least
