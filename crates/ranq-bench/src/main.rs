@@ -9,6 +9,7 @@
 mod chaos;
 mod cli;
 mod compare;
+mod load;
 mod noop;
 mod overload;
 mod read;
@@ -40,6 +41,7 @@ async fn run(bench: Bench) -> anyhow::Result<ExitCode> {
     match bench.command {
         BenchCommand::Soak(args) => soak::soak(&lab, &args).await,
         BenchCommand::Refresh(args) => refresh::refresh(&lab, &args).await,
+        BenchCommand::Read(args) if args.overload => overload::overload(&lab, &args).await,
         BenchCommand::Read(args) => read::read(&lab, &args).await,
         BenchCommand::Compare(args) => compare::compare(&lab, &args).await,
         BenchCommand::Chaos(args) => chaos::chaos(&lab, &args).await,

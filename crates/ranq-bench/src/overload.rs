@@ -31,7 +31,7 @@ use serde::Serialize;
 use tokio::process::Child;
 
 use crate::cli::ReadBenchArgs;
-use crate::read::{Load, PLAIN, closed_loop, finish, open_loop, realistic_top, scratch_cache, summarise};
+use crate::load::{Load, PLAIN, closed_loop, finish, open_loop, realistic_top, scratch_cache, summarise};
 use crate::sandbox::{Lab, rss_kib, spawn_quiet};
 
 /// Added to every byte each way between the overloaded server and Redis: a 5 ms round trip.
