@@ -111,17 +111,20 @@ async fn a_fleet_rebuilds_the_cache_by_itself_after_redis_restarts_empty() {
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_cut_serves_stale_then_miss_without_a_dead_letter_storm_and_converges_after() {
+async fn a_database_cut_serves_stale_then_miss_without_a_dead_letter_storm_and_converges_after(dialect: Dialect) {
     const GROUPS: i64 = 40;
     const CUT: Duration = Duration::from_secs(40);
-    let env = TestEnv::new(Dialect::Postgres).await;
+    let env = TestEnv::new(dialect).await;
     env.seed(GROUPS as u32, 10).await;
     let sql = env.sql().await;
     let upstream = {
         let url = url::Url::parse(&env.database_url).unwrap();
         let host = url.host_str().unwrap().to_owned();
-        tokio::net::lookup_host((host.as_str(), url.port().unwrap_or(5432))).await.unwrap().next().unwrap()
+        tokio::net::lookup_host((host.as_str(), url.port().unwrap_or(dialect.default_port())))
+            .await
+            .unwrap()
+            .next()
+            .unwrap()
     };
     let proxy = FaultProxy::start(upstream).await.unwrap();
     let through_proxy = proxy.wrap(&env.database_url).unwrap();
@@ -189,3 +192,7 @@ async fn a_database_cut_serves_stale_then_miss_without_a_dead_letter_storm_and_c
     }
     env.cleanup().await;
 }
+
+on_each_dialect!(a_database_cut_serves_stale_then_miss_without_a_dead_letter_storm_and_converges_after, multi_thread, [
+    postgres => Postgres, mariadb => MariaDb
+]);

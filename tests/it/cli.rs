@@ -38,7 +38,6 @@ async fn usage_and_configuration_errors_exit_2_with_one_line_naming_the_fix() {
         (vec!["dirty", "x1"], vec![], "not a 64-bit integer"),
         (vec!["serve"], vec![("RANQ_READ__STALE_AFTER", "20m")], "read.stale_after"),
         (vec!["worker", "--metrics-listen", "nowhere"], vec![], "metrics_listen"),
-        (vec!["migrate", "--with-triggers"], vec![], "needs Postgres"),
         (vec!["producer"], vec![("RANQ_PRODUCER__LEASE_TTL", "10ms")], "producer.lease_ttl"),
     ];
     for (args, vars, needle) in cases {

@@ -3,6 +3,28 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// Runs the scenario `async fn $scenario(dialect: Dialect)` of the enclosing module once per
+/// dialect listed, as tests `$scenario::<dialect>`: one scenario, held on every database, never
+/// copied per dialect.
+macro_rules! on_each_dialect {
+    ($scenario:ident, [$($test:ident => $dialect:ident),+ $(,)?]) => {
+        on_each_dialect!($scenario, tokio::test, [$($test => $dialect),+]);
+    };
+    ($scenario:ident, multi_thread, [$($test:ident => $dialect:ident),+ $(,)?]) => {
+        on_each_dialect!($scenario, tokio::test(flavor = "multi_thread", worker_threads = 2), [$($test => $dialect),+]);
+    };
+    ($scenario:ident, $runtime:meta, [$($test:ident => $dialect:ident),+]) => {
+        mod $scenario {
+            $(
+                #[$runtime]
+                async fn $test() {
+                    super::$scenario(ranq_tests::Dialect::$dialect).await;
+                }
+            )+
+        }
+    };
+}
+
 mod acl;
 mod architecture;
 mod bench;
@@ -25,5 +47,6 @@ mod queue;
 mod reference;
 mod refresh;
 mod sentinel;
+mod source;
 mod tls;
 mod worker;

@@ -279,7 +279,7 @@ async fn user_errors_are_one_line_with_the_right_exit_code_and_no_password() {
     for (args, needle) in [
         (&["refresh", "--bogus"][..], "--bogus"),
         (&["status", "--redis-url", "localhost:6379"], "redis_url is not a Redis URL"),
-        (&["refresh", "--all", "--database-url", "mysql://app@db/app"], "database_url must be postgres://"),
+        (&["refresh", "--all", "--database-url", "oracle://app@db/app"], "database_url must be postgres://"),
         (&["producer", "--schedule", "61 * * * * *"], "producer.schedule \"61 * * * * *\""),
         (&["refresh", "--from-file", "/nonexistent/ids.txt"], "/nonexistent/ids.txt"),
         (&["status", "--limit", "5"], "--stale"),

@@ -119,40 +119,64 @@ async fn a_job_with_broken_metadata_is_dead_lettered_and_the_rest_refresh() {
 }
 
 /// A `top_query` over the reference schema that fails with `40001` (serialization failure, a
-/// transient error) while `ranq_flaky` has a row, and divides by zero for groups in `ranq_poison`.
-async fn install_failure_switches(sql: &Sql) {
+/// transient error) while `ranq_flaky` has a row, and with `22012` (division by zero) for groups
+/// in `ranq_poison`: installs the switches and returns the query, in `dialect`'s SQL.
+async fn install_failure_switches(dialect: Dialect, sql: &Sql) -> &'static str {
     execute(sql, "CREATE TABLE ranq_flaky (on_ boolean)").await;
     execute(sql, "CREATE TABLE ranq_poison (group_id bigint PRIMARY KEY)").await;
-    execute(
-        sql,
-        "CREATE FUNCTION ranq_flaky_check() RETURNS int LANGUAGE plpgsql AS $$
-         BEGIN
-           IF EXISTS (SELECT 1 FROM ranq_flaky) THEN
-             RAISE EXCEPTION 'injected serialization failure' USING ERRCODE = '40001';
-           END IF;
-           RETURN 1;
-         END $$",
-    )
-    .await;
+    match dialect {
+        Dialect::Postgres => {
+            execute(
+                sql,
+                "CREATE FUNCTION ranq_flaky_check() RETURNS int LANGUAGE plpgsql AS $$
+                 BEGIN
+                   IF EXISTS (SELECT 1 FROM ranq_flaky) THEN
+                     RAISE EXCEPTION 'injected serialization failure' USING ERRCODE = '40001';
+                   END IF;
+                   RETURN 1;
+                 END $$",
+            )
+            .await;
+            "SELECT s.group_id, s.member_id,
+                    s.score / (CASE WHEN p.group_id IS NULL THEN 1 ELSE 0 END) * ranq_flaky_check() AS score,
+                    row_number() OVER (PARTITION BY s.group_id ORDER BY s.score DESC, s.updated_at, s.member_id) AS rank
+             FROM ranq_scores s LEFT JOIN ranq_poison p ON p.group_id = s.group_id
+             WHERE s.group_id = ANY($1)"
+        }
+        // A SELECT that divides by zero yields NULL here, so the poison raises it by name.
+        Dialect::MariaDb => {
+            execute(
+                sql,
+                "CREATE FUNCTION ranq_check(g BIGINT) RETURNS INT READS SQL DATA
+                 BEGIN
+                   IF EXISTS (SELECT 1 FROM ranq_flaky) THEN
+                     SIGNAL SQLSTATE '40001' SET MESSAGE_TEXT = 'injected serialization failure';
+                   END IF;
+                   IF EXISTS (SELECT 1 FROM ranq_poison WHERE group_id = g) THEN
+                     SIGNAL SQLSTATE '22012' SET MESSAGE_TEXT = 'division by zero';
+                   END IF;
+                   RETURN 1;
+                 END",
+            )
+            .await;
+            "SELECT s.group_id, s.member_id, s.score * ranq_check(s.group_id) AS score,
+                    row_number() OVER (PARTITION BY s.group_id ORDER BY s.score DESC, s.updated_at, s.member_id) AS `rank`
+             FROM ranq_scores s
+             WHERE s.group_id IN (SELECT j.id FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) AS j)"
+        }
+        Dialect::Sqlite => unreachable!("SQLite has no way to raise an error by SQLSTATE"),
+    }
 }
 
-const SWITCHED_TOP_QUERY: &str = "
-SELECT s.group_id, s.member_id,
-       s.score / (CASE WHEN p.group_id IS NULL THEN 1 ELSE 0 END) * ranq_flaky_check() AS score,
-       row_number() OVER (PARTITION BY s.group_id ORDER BY s.score DESC, s.updated_at, s.member_id) AS rank
-FROM ranq_scores s LEFT JOIN ranq_poison p ON p.group_id = s.group_id
-WHERE s.group_id = ANY($1)";
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transient_failure_is_retried_then_dead_lettered_and_dead_retry_brings_it_back() {
-    let env = TestEnv::new(Dialect::Postgres).await;
+async fn a_transient_failure_is_retried_then_dead_lettered_and_dead_retry_brings_it_back(dialect: Dialect) {
+    let env = TestEnv::new(dialect).await;
     env.seed(5, 20).await;
     let source = env.source().await;
     let sql = env.sql().await;
-    install_failure_switches(&sql).await;
+    let switched_top_query = install_failure_switches(dialect, &sql).await;
     execute(&sql, "INSERT INTO ranq_flaky VALUES (true)").await;
     let settings = [
-        ("RANQ_SOURCE__TOP_QUERY", SWITCHED_TOP_QUERY),
+        ("RANQ_SOURCE__TOP_QUERY", switched_top_query),
         ("RANQ_WORKER__RETRY_ATTEMPTS", "3"),
         ("RANQ_WORKER__RETRY_BACKOFF", "10ms"),
         ("RANQ_WORKER__MAX_ATTEMPTS", "2"),
@@ -190,17 +214,20 @@ async fn a_transient_failure_is_retried_then_dead_lettered_and_dead_retry_brings
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_that_keeps_failing_is_quarantined_and_served_flagged_while_the_rest_stay_fresh() {
+on_each_dialect!(a_transient_failure_is_retried_then_dead_lettered_and_dead_retry_brings_it_back, multi_thread, [
+    postgres => Postgres, mariadb => MariaDb
+]);
+
+async fn a_group_that_keeps_failing_is_quarantined_and_served_flagged_while_the_rest_stay_fresh(dialect: Dialect) {
     const GROUPS: i64 = 12;
     const POISONED: i64 = 7;
-    let env = TestEnv::new(Dialect::Postgres).await;
+    let env = TestEnv::new(dialect).await;
     env.seed(GROUPS as u32, 30).await;
     let source = env.source().await;
     let sql = env.sql().await;
-    install_failure_switches(&sql).await;
+    let switched_top_query = install_failure_switches(dialect, &sql).await;
     let settings = [
-        ("RANQ_SOURCE__TOP_QUERY", SWITCHED_TOP_QUERY),
+        ("RANQ_SOURCE__TOP_QUERY", switched_top_query),
         ("RANQ_WORKER__QUARANTINE_AFTER", "3"),
         ("RANQ_WORKER__QUARANTINE_RETRY", "1h"),
         ("RANQ_READ__STALE_AFTER", "3s"),
@@ -280,6 +307,10 @@ async fn a_group_that_keeps_failing_is_quarantined_and_served_flagged_while_the_
     env.cleanup().await;
 }
 
+on_each_dialect!(a_group_that_keeps_failing_is_quarantined_and_served_flagged_while_the_rest_stay_fresh, multi_thread, [
+    postgres => Postgres, mariadb => MariaDb
+]);
+
 /// In dirty mode no sweep comes to try a failed group again, and its job was acked: the worker
 /// marks it dirty itself, so it is retried each tick until it recovers or is quarantined.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,10 +320,10 @@ async fn in_dirty_mode_a_failing_group_is_retried_each_tick_until_quarantined() 
     env.seed(5, 10).await;
     let source = env.source().await;
     let sql = env.sql().await;
-    install_failure_switches(&sql).await;
+    let switched_top_query = install_failure_switches(Dialect::Postgres, &sql).await;
     execute(&sql, &format!("INSERT INTO ranq_poison VALUES ({POISONED})")).await;
     let settings = [
-        ("RANQ_SOURCE__TOP_QUERY", SWITCHED_TOP_QUERY),
+        ("RANQ_SOURCE__TOP_QUERY", switched_top_query),
         ("RANQ_WORKER__QUARANTINE_AFTER", "3"),
         ("RANQ_WORKER__QUARANTINE_RETRY", "1h"),
     ];
@@ -317,14 +348,16 @@ async fn in_dirty_mode_a_failing_group_is_retried_each_tick_until_quarantined() 
     env.cleanup().await;
 }
 
-#[tokio::test]
-async fn custom_sql_without_a_required_column_is_a_configuration_error_naming_it() {
-    let env = TestEnv::new(Dialect::Postgres).await;
-    let out =
-        output(env.ranq().args(["worker"]).env(
-            "RANQ_SOURCE__TOP_QUERY",
-            "SELECT group_id, member_id, score FROM ranq_scores WHERE group_id = ANY($1)",
-        ));
+async fn custom_sql_without_a_required_column_is_a_configuration_error_naming_it(dialect: Dialect) {
+    let env = TestEnv::new(dialect).await;
+    let without_rank = match dialect {
+        Dialect::MariaDb => {
+            "SELECT group_id, member_id, score FROM ranq_scores
+             WHERE group_id IN (SELECT j.id FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) AS j)"
+        }
+        _ => "SELECT group_id, member_id, score FROM ranq_scores WHERE group_id = ANY($1)",
+    };
+    let out = output(env.ranq().args(["worker"]).env("RANQ_SOURCE__TOP_QUERY", without_rank));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("source.top_query") && stderr.contains("`rank`"), "{stderr}");
@@ -334,8 +367,25 @@ async fn custom_sql_without_a_required_column_is_a_configuration_error_naming_it
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("source.group_ids_query") && stderr.contains("nowhere"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    if dialect == Dialect::MariaDb {
+        // Positional parameters: at most the ids and N.
+        let out = output(
+            env.ranq()
+                .args(["worker"])
+                .env("RANQ_SOURCE__GROUPS_QUERY", "SELECT id AS group_id FROM ranq_groups WHERE id IN (?, ?, ?)"),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("source.groups_query") && stderr.contains("3 `?` parameters"), "{stderr}");
+    }
     env.cleanup().await;
 }
+
+on_each_dialect!(custom_sql_without_a_required_column_is_a_configuration_error_naming_it, [
+    postgres => Postgres, mariadb => MariaDb
+]);
 
 /// Jobs fetched and not yet acked by the worker process `pid` (its apalis workers' in-flight
 /// sets; their names carry the pid).

@@ -1,8 +1,9 @@
-//! The test harness: every test gets its own Postgres database (or SQLite file) and its own Redis
-//! namespace, so the whole suite runs in parallel against one real Postgres and one real Redis.
+//! The test harness: every test gets its own Postgres or MariaDB database (or SQLite file) and its
+//! own Redis namespace, so the whole suite runs in parallel against one real server of each.
 //!
-//! Services are found at `RANQ_TEST_DATABASE_URL` (an admin URL; default
-//! `postgres://postgres@127.0.0.1:5432/postgres`) and `RANQ_TEST_REDIS_URL` (default
+//! Services are found at `RANQ_TEST_DATABASE_URL` (a Postgres admin URL; default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), `RANQ_TEST_MYSQL_URL` (a MariaDB or MySQL admin
+//! URL; default `mysql://root@127.0.0.1:3306/test`) and `RANQ_TEST_REDIS_URL` (default
 //! `redis://127.0.0.1:6379`). A missing service fails the test with a message saying how to start
 //! it; nothing is skipped. `scripts/test` starts them when they are absent.
 
@@ -32,6 +33,10 @@ fn admin_url() -> String {
     std::env::var("RANQ_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+fn mysql_admin_url() -> String {
+    std::env::var("RANQ_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
 pub fn redis_url() -> String {
     std::env::var("RANQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -47,7 +52,20 @@ fn unique(prefix: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Postgres,
+    /// MariaDB or MySQL, at `RANQ_TEST_MYSQL_URL`.
+    MariaDb,
     Sqlite,
+}
+
+impl Dialect {
+    /// The database's default port, for tests that put a proxy in front of it.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Postgres => 5432,
+            Self::MariaDb => 3306,
+            Self::Sqlite => 0,
+        }
+    }
 }
 
 /// One test's private world: a fresh database and a fresh Redis namespace.
@@ -57,6 +75,7 @@ pub struct TestEnv {
     pub redis_url: String,
     pub namespace: String,
     pub dir: PathBuf,
+    pub dialect: Dialect,
     db_name: Option<String>,
 }
 
@@ -77,9 +96,19 @@ impl TestEnv {
                 let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
                 (format!("{base}/{name}"), Some(name.clone()))
             }
+            Dialect::MariaDb => {
+                let admin = mysql_admin_url();
+                let pool = sqlx::MySqlPool::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("MariaDB is required at {admin} ({e}); run scripts/test, which starts it, or set RANQ_TEST_MYSQL_URL")
+                });
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
+                pool.close().await;
+                let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
+                (format!("{base}/{name}"), Some(name.clone()))
+            }
             Dialect::Sqlite => (format!("sqlite:{}", dir.join("source.db").display()), None),
         };
-        let env = Self { database_url, redis_url: redis_url(), namespace: name, dir, db_name };
+        let env = Self { database_url, redis_url: redis_url(), namespace: name, dir, dialect, db_name };
         env.cache().await.ping().await.unwrap_or_else(|e| {
             panic!(
                 "Redis is required at {} ({e}); run scripts/test, which starts it, or set RANQ_TEST_REDIS_URL",
@@ -101,10 +130,10 @@ impl TestEnv {
     /// The test's own connection to the source database, to set the scene and to compute the
     /// truth independently of ranq.
     pub async fn sql(&self) -> Sql {
-        if self.database_url.starts_with("sqlite:") {
-            Sql::Sqlite(sqlx::SqlitePool::connect(&self.database_url).await.unwrap())
-        } else {
-            Sql::Postgres(sqlx::PgPool::connect(&self.database_url).await.unwrap())
+        match self.dialect {
+            Dialect::Postgres => Sql::Postgres(sqlx::PgPool::connect(&self.database_url).await.unwrap()),
+            Dialect::MariaDb => Sql::MySql(sqlx::MySqlPool::connect(&self.database_url).await.unwrap()),
+            Dialect::Sqlite => Sql::Sqlite(sqlx::SqlitePool::connect(&self.database_url).await.unwrap()),
         }
     }
 
@@ -160,10 +189,18 @@ impl TestEnv {
     pub async fn cleanup(self) {
         let redis = ranq_redis::Redis::connect(&self.redis_url).await.unwrap();
         redis.unlink_matching(&format!("{}:*", self.namespace)).await.unwrap();
-        if let Some(name) = &self.db_name {
-            let pool = sqlx::PgPool::connect(&admin_url()).await.unwrap();
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&pool).await.unwrap();
-            pool.close().await;
+        match (&self.db_name, self.dialect) {
+            (Some(name), Dialect::Postgres) => {
+                let pool = sqlx::PgPool::connect(&admin_url()).await.unwrap();
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            (Some(name), Dialect::MariaDb) => {
+                let pool = sqlx::MySqlPool::connect(&mysql_admin_url()).await.unwrap();
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            _ => {}
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -173,6 +210,7 @@ impl TestEnv {
 #[derive(Debug, Clone)]
 pub enum Sql {
     Postgres(sqlx::PgPool),
+    MySql(sqlx::MySqlPool),
     Sqlite(sqlx::SqlitePool),
 }
 
@@ -182,6 +220,7 @@ pub async fn truth(sql: &Sql, group: GroupId) -> Vec<Entry> {
     let query = "SELECT member_id, score, updated_at FROM ranq_scores WHERE group_id = $1";
     let rows: Vec<(i64, i64, NaiveDateTime)> = match sql {
         Sql::Postgres(pool) => sqlx::query_as(query).bind(group).fetch_all(pool).await.unwrap(),
+        Sql::MySql(pool) => sqlx::query_as(&query.replace("$1", "?")).bind(group).fetch_all(pool).await.unwrap(),
         Sql::Sqlite(pool) => sqlx::query_as(&query.replace("$1", "?1")).bind(group).fetch_all(pool).await.unwrap(),
     };
     ranq_core::rank_rows(
@@ -193,6 +232,8 @@ pub async fn truth(sql: &Sql, group: GroupId) -> Vec<Entry> {
 pub async fn execute(sql: &Sql, statement: &str) {
     match sql {
         Sql::Postgres(pool) => drop(sqlx::query(statement).execute(pool).await.unwrap()),
+        // Text protocol: some statements (CREATE FUNCTION, triggers) cannot be prepared here.
+        Sql::MySql(pool) => drop(sqlx::raw_sql(statement).execute(pool).await.unwrap()),
         Sql::Sqlite(pool) => drop(sqlx::query(statement).execute(pool).await.unwrap()),
     }
 }

@@ -2,13 +2,14 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("unsupported database URL {0}: use postgres://… or sqlite:path/to/file.db")]
+    #[error("unsupported database URL {0}: use postgres://…, mysql://… (or mariadb://…) or sqlite:path/to/file.db")]
     UnsupportedUrl(String),
     #[error("cannot connect to the database at {url}: {source} (is it running, and is DATABASE_URL right?)")]
     Connect { url: String, source: sqlx::Error },
     #[error(
         "TLS to the database at {url} failed: {source} (check sslmode, and sslrootcert against the server's \
-         certificate; sslcert and sslkey if it asks for a client certificate)"
+         certificate, or for MySQL/MariaDB ssl-mode and ssl-ca; sslcert and sslkey if it asks for a client \
+         certificate)"
     )]
     Tls { url: String, source: sqlx::Error },
     #[error("applying migrations failed: {0}")]
@@ -49,6 +50,13 @@ impl DbError {
         }
     }
 
+    /// Whether the statement failed because a table it names does not exist.
+    pub(crate) fn is_missing_table(&self) -> bool {
+        let Self::Query { source: sqlx::Error::Database(e), .. } = self else { return false };
+        // Postgres 42P01, MySQL/MariaDB 42S02 (error 1146); SQLite says it in words.
+        matches!(e.code().as_deref(), Some("42P01" | "42S02")) || e.message().contains("no such table")
+    }
+
     /// Whether the mistake is in the configuration (exit code 2) rather than the database being
     /// away (exit code 1).
     pub fn is_configuration(&self) -> bool {
@@ -72,6 +80,7 @@ impl DbError {
                 // 53 (out of resources), 57 (operator intervention: shutdown, cancel).
                 sqlx::Error::Database(e) => {
                     e.code().is_some_and(|code| ["08", "40", "53", "57"].iter().any(|class| code.starts_with(class)))
+                        || mysql_error_number(e.as_ref()).is_some_and(|n| MYSQL_TRANSIENT.contains(&n))
                         // SQLite: busy or locked.
                         || e.message().contains("database is locked")
                 }
@@ -107,4 +116,16 @@ impl DbError {
             _ => false,
         }
     }
+}
+
+/// MySQL/MariaDB errors that a retry may get past, most of them during a failover or a restart:
+/// 1205 lock wait timeout, 1213 deadlock, 2006 server gone away, 2013 connection lost mid-query,
+/// 1290 and 1836 read-only (a replica that is being promoted), 1053 server shutting down,
+/// 1927 connection killed, 1040 too many connections, 4031 disconnected for inactivity. Most
+/// carry the catch-all SQLSTATE HY000, so the SQLSTATE classes alone would miss them.
+const MYSQL_TRANSIENT: [u16; 10] = [1205, 1213, 2006, 2013, 1290, 1836, 1053, 1927, 1040, 4031];
+
+/// The MySQL/MariaDB error number, for an error from that driver.
+fn mysql_error_number(e: &dyn sqlx::error::DatabaseError) -> Option<u16> {
+    e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().map(sqlx::mysql::MySqlDatabaseError::number)
 }

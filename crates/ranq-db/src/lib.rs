@@ -1,9 +1,9 @@
 //! `ranq-db` owns every conversation with the source database: applying the embedded migrations,
 //! listing groups, reading the top-N of a batch of groups in one round trip, and seeding demo data.
 //!
-//! Postgres and SQLite are both first-class: Postgres for fleets, SQLite for `ranq up` on a laptop.
-//! The SQL differs per dialect; the results do not — both apply the ranking order of
-//! `ranq_core::ranking`.
+//! Postgres, MySQL/MariaDB and SQLite are all first-class: Postgres and MySQL/MariaDB for fleets,
+//! SQLite for `ranq up` on a laptop. The SQL differs per dialect; the results do not — each applies
+//! the ranking order of `ranq_core::ranking`.
 //!
 //! Architecture Invariant: this crate knows nothing of Redis or the queue; it returns plain
 //! `ranq-core` values.
@@ -13,6 +13,8 @@
 
 mod custom;
 mod error;
+mod mysql;
+mod outbox;
 mod postgres;
 mod seed;
 mod sqlite;
@@ -21,10 +23,11 @@ use ranq_core::{Entry, GroupId, Version};
 
 pub use custom::CustomSql;
 pub use error::DbError;
+pub use outbox::{ChangeSource, OutboxBatch};
 pub use postgres::{CHANGE_FEED_CHANNEL, ChangeFeed, FeedEvent};
 pub use seed::{SeedOptions, SeedReport};
 
-/// The embedded schema migrations (`migrations/`), portable SQL applied to either dialect.
+/// The embedded schema migrations (`migrations/`), portable SQL applied to Postgres and SQLite.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
 /// The rows of one refreshed batch, all read by one statement at one `version`.
@@ -43,27 +46,43 @@ pub struct GroupTop {
     pub entries: Option<Vec<Entry>>,
 }
 
-/// A connection pool of either dialect.
+/// A connection pool of one of the dialects.
 #[derive(Debug, Clone)]
 pub(crate) enum Pool {
     Postgres(sqlx::PgPool),
+    MySql(sqlx::MySqlPool),
     Sqlite(sqlx::SqlitePool),
 }
 
-/// The source database: a pool, Postgres or SQLite chosen by the URL's scheme, and the SQL that
+/// Evaluates `$body` with `$p` bound to whichever pool `$pool` holds: for SQL that every dialect
+/// accepts as written.
+macro_rules! on_any_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            $crate::Pool::Postgres($p) => $body,
+            $crate::Pool::MySql($p) => $body,
+            $crate::Pool::Sqlite($p) => $body,
+        }
+    };
+}
+pub(crate) use on_any_pool;
+
+/// The source database: a pool, its dialect chosen by the URL's scheme, and the SQL that
 /// reads it — ranq's own for the reference schema, or the user's ([`CustomSql`]).
 #[derive(Debug, Clone)]
 pub struct Source {
     pool: Pool,
-    custom: Option<std::sync::Arc<CustomSql>>,
+    custom: Option<std::sync::Arc<custom::Checked>>,
 }
 
 impl Source {
-    /// Connects to `url` (`postgres://…` or `sqlite:…`). Fails fast with a message that names the
-    /// (redacted) URL when the database cannot be reached.
+    /// Connects to `url` (`postgres://…`, `mysql://…`, `mariadb://…` or `sqlite:…`). Fails fast
+    /// with a message that names the (redacted) URL when the database cannot be reached.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbError> {
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Pool::Postgres(postgres::connect(url, max_connections).await?)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Pool::MySql(mysql::connect(url, max_connections).await?)
         } else if url.starts_with("sqlite:") {
             Pool::Sqlite(sqlite::connect(url, max_connections).await?)
         } else {
@@ -80,15 +99,14 @@ impl Source {
             self.custom = None;
             return Ok(self);
         }
-        custom.validate(&self.pool).await?;
-        self.custom = Some(std::sync::Arc::new(custom));
+        self.custom = Some(std::sync::Arc::new(custom.validate(&self.pool).await?));
         Ok(self)
     }
 
     /// Checks that the reference tables this source reads exist, so that a fleet started before
     /// `ranq migrate` says so at once instead of failing every tick.
     pub async fn check_schema(&self) -> Result<(), DbError> {
-        let custom = self.custom.as_deref();
+        let custom = self.custom.as_deref().map(|c| &c.sql);
         let reads_scores = custom.is_none_or(|c| c.top_query.is_none());
         let reads_groups = reads_scores || custom.is_none_or(|c| c.group_ids_query.is_none());
         let probes = [
@@ -96,10 +114,7 @@ impl Source {
             (reads_scores, "SELECT group_id, member_id, score, updated_at FROM ranq_scores LIMIT 0"),
         ];
         for (_, sql) in probes.iter().filter(|(needed, _)| *needed) {
-            let result = match &self.pool {
-                Pool::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
-                Pool::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
-            };
+            let result = on_any_pool!(&self.pool, pool => sqlx::query(sql).execute(pool).await.map(|_| ()));
             result.map_err(DbError::query("checking the source schema"))?;
         }
         Ok(())
@@ -113,45 +128,42 @@ impl Source {
     pub async fn migrate(&self) -> Result<(), DbError> {
         match &self.pool {
             Pool::Postgres(pool) => postgres::migrate(pool).await,
+            Pool::MySql(pool) => mysql::migrate(pool).await,
             Pool::Sqlite(pool) => sqlite::migrate(pool).await,
         }
     }
 
-    /// Whether this database can announce changed groups itself ([`Source::listen_for_changes`]):
-    /// Postgres, with `LISTEN/NOTIFY`.
-    pub fn announces_changes(&self) -> bool {
-        matches!(self.pool, Pool::Postgres(_))
-    }
-
-    /// A `LISTEN` on the change feed that `ranq migrate --with-triggers` installs, on a
-    /// connection of its own.
+    /// A `LISTEN` on the Postgres change feed that `ranq migrate --with-triggers` installs, on a
+    /// connection of its own. The other dialects keep an outbox instead ([`Source::change_source`]).
     pub async fn listen_for_changes(&self) -> Result<ChangeFeed, DbError> {
         match &self.pool {
             Pool::Postgres(pool) => ChangeFeed::listen(pool).await,
-            Pool::Sqlite(_) => Err(DbError::Unsupported("the change feed needs Postgres; SQLite has no LISTEN/NOTIFY")),
+            Pool::MySql(_) | Pool::Sqlite(_) => {
+                Err(DbError::Unsupported("LISTEN/NOTIFY needs Postgres; this database keeps an outbox instead"))
+            }
         }
     }
 
-    /// Installs the optional change feed (Postgres only): triggers that `NOTIFY` every changed
-    /// group on [`CHANGE_FEED_CHANNEL`]. Idempotent.
+    /// Installs the optional change feed (`ranq migrate --with-triggers`). Postgres: triggers that
+    /// `NOTIFY` every changed group on [`CHANGE_FEED_CHANNEL`]. MySQL/MariaDB and SQLite: the
+    /// outbox table `ranq_outbox` and triggers that append every changed group to it, drained
+    /// by the leading producer. Idempotent.
     pub async fn install_change_feed(&self) -> Result<(), DbError> {
         match &self.pool {
             Pool::Postgres(pool) => postgres::install_change_feed(pool).await,
-            Pool::Sqlite(_) => Err(DbError::Unsupported(
-                "the change feed (--with-triggers) needs Postgres; SQLite has no LISTEN/NOTIFY",
-            )),
+            Pool::MySql(pool) => mysql::install_outbox(pool).await,
+            Pool::Sqlite(pool) => sqlite::install_outbox(pool).await,
         }
     }
 
     /// Every group id in the source, ascending.
     pub async fn group_ids(&self) -> Result<Vec<GroupId>, DbError> {
-        if let Some(custom) = self.custom.as_deref().filter(|c| c.group_ids_query.is_some()) {
+        if let Some(custom) = self.custom.as_deref().filter(|c| c.sql.group_ids_query.is_some()) {
             return custom.group_ids(&self.pool).await;
         }
-        let ids = match &self.pool {
-            Pool::Postgres(pool) => sqlx::query_scalar("SELECT id FROM ranq_groups ORDER BY id").fetch_all(pool).await,
-            Pool::Sqlite(pool) => sqlx::query_scalar("SELECT id FROM ranq_groups ORDER BY id").fetch_all(pool).await,
-        };
+        let ids = on_any_pool!(&self.pool, pool =>
+            sqlx::query_scalar("SELECT id FROM ranq_groups ORDER BY id").fetch_all(pool).await
+        );
         ids.map_err(DbError::query("listing groups"))
     }
 
@@ -160,21 +172,19 @@ impl Source {
         let mut ids = groups.to_vec();
         ids.sort_unstable();
         ids.dedup();
-        if let Some(custom) = self.custom.as_deref().filter(|c| c.top_query.is_some()) {
+        if let Some(custom) = self.custom.as_deref().filter(|c| c.sql.top_query.is_some()) {
             return custom.top_n(&self.pool, &ids).await;
         }
         match &self.pool {
             Pool::Postgres(pool) => postgres::top_n(pool, &ids).await,
+            Pool::MySql(pool) => mysql::top_n(pool, &ids).await,
             Pool::Sqlite(pool) => sqlite::top_n(pool, &ids).await,
         }
     }
 
     /// Closes the pool, waiting for checked-out connections to return.
     pub async fn close(&self) {
-        match &self.pool {
-            Pool::Postgres(pool) => pool.close().await,
-            Pool::Sqlite(pool) => pool.close().await,
-        }
+        on_any_pool!(&self.pool, pool => pool.close().await);
     }
 }
 

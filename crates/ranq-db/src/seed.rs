@@ -8,9 +8,10 @@ use ranq_core::seed::group_rows;
 use crate::{DbError, Source};
 
 /// Rows per insert statement. Postgres takes them as arrays (no bind limit); SQLite binds four
-/// parameters per row and allows 32,766 in a statement.
+/// parameters per row and allows 32,766 in a statement; MySQL/MariaDB allow 65,535.
 const PG_ROWS_PER_INSERT: usize = 50_000;
 const SQLITE_ROWS_PER_INSERT: usize = 8_000;
+const MYSQL_ROWS_PER_INSERT: usize = 16_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SeedOptions {
@@ -32,13 +33,32 @@ fn seed_epoch() -> NaiveDateTime {
     DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default().naive_utc() // 2026-01-01T00:00:00Z
 }
 
+/// Inserts a chunk of groups and their demo scores through `$conn` as multi-row `VALUES` lists,
+/// one bind per value: the shape for the dialects without array parameters. A macro, as the two
+/// dialects' connections share no executor type.
+macro_rules! insert_values {
+    ($conn:expr, $groups:expr, $opts:expr) => {{
+        let groups: &[GroupId] = $groups;
+        let mut insert = sqlx::QueryBuilder::new("INSERT INTO ranq_groups (id, name) ");
+        insert.push_values(groups, |mut b, id| {
+            b.push_bind(*id).push_bind(format!("group-{id}"));
+        });
+        insert.build().execute(&mut *$conn).await.map_err(DbError::query("inserting groups"))?;
+        let (g, m, s, u) = score_columns(groups, $opts);
+        let mut insert = sqlx::QueryBuilder::new("INSERT INTO ranq_scores (group_id, member_id, score, updated_at) ");
+        insert.push_values(0..g.len(), |mut b, i| {
+            b.push_bind(g[i]).push_bind(m[i]).push_bind(s[i]).push_bind(u[i]);
+        });
+        insert.build().execute(&mut *$conn).await.map_err(DbError::query("inserting scores"))?;
+    }};
+}
+
 impl Source {
     /// Number of groups in the source.
     pub async fn count_groups(&self) -> Result<i64, DbError> {
-        let n = match self.pool() {
-            crate::Pool::Postgres(pool) => sqlx::query_scalar("SELECT count(*) FROM ranq_groups").fetch_one(pool).await,
-            crate::Pool::Sqlite(pool) => sqlx::query_scalar("SELECT count(*) FROM ranq_groups").fetch_one(pool).await,
-        };
+        let n = crate::on_any_pool!(self.pool(), pool =>
+            sqlx::query_scalar("SELECT count(*) FROM ranq_groups").fetch_one(pool).await
+        );
         n.map_err(DbError::query("counting groups"))
     }
 
@@ -90,6 +110,23 @@ impl Source {
                     .await
                     .map_err(DbError::query("vacuuming after the seed"))?;
             }
+            crate::Pool::MySql(pool) => {
+                let mut tx = pool.begin().await.map_err(DbError::query("starting the seed"))?;
+                sqlx::query("DELETE FROM ranq_groups")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(DbError::query("deleting groups"))?;
+                for chunk in chunks(opts.groups, groups_per_insert) {
+                    insert_values!(tx, &chunk, opts);
+                    progress(chunk.last().copied().unwrap_or_default() as u64);
+                }
+                tx.commit().await.map_err(DbError::query("committing the seed"))?;
+                // Fresh statistics, so the ranking index is chosen from the first refresh.
+                sqlx::query("ANALYZE TABLE ranq_groups, ranq_scores")
+                    .execute(pool)
+                    .await
+                    .map_err(DbError::query("analyzing after the seed"))?;
+            }
             crate::Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await.map_err(DbError::query("starting the seed"))?;
                 sqlx::query("DELETE FROM ranq_groups")
@@ -97,18 +134,7 @@ impl Source {
                     .await
                     .map_err(DbError::query("deleting groups"))?;
                 for chunk in chunks(opts.groups, groups_per_insert) {
-                    let mut insert = sqlx::QueryBuilder::new("INSERT INTO ranq_groups (id, name) ");
-                    insert.push_values(&chunk, |mut b, id| {
-                        b.push_bind(*id).push_bind(format!("group-{id}"));
-                    });
-                    insert.build().execute(&mut *tx).await.map_err(DbError::query("inserting groups"))?;
-                    let (g, m, s, u) = score_columns(&chunk, opts);
-                    let mut insert =
-                        sqlx::QueryBuilder::new("INSERT INTO ranq_scores (group_id, member_id, score, updated_at) ");
-                    insert.push_values(0..g.len(), |mut b, i| {
-                        b.push_bind(g[i]).push_bind(m[i]).push_bind(s[i]).push_bind(u[i]);
-                    });
-                    insert.build().execute(&mut *tx).await.map_err(DbError::query("inserting scores"))?;
+                    insert_values!(tx, &chunk, opts);
                     progress(chunk.last().copied().unwrap_or_default() as u64);
                 }
                 tx.commit().await.map_err(DbError::query("committing the seed"))?;
@@ -120,6 +146,7 @@ impl Source {
     fn rows_per_insert(&self) -> usize {
         match self.pool() {
             crate::Pool::Postgres(_) => PG_ROWS_PER_INSERT,
+            crate::Pool::MySql(_) => MYSQL_ROWS_PER_INSERT,
             crate::Pool::Sqlite(_) => SQLITE_ROWS_PER_INSERT,
         }
     }

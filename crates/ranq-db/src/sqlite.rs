@@ -32,6 +32,14 @@ pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), DbError> {
     crate::MIGRATOR.run(pool).await.map_err(DbError::from)
 }
 
+pub(crate) async fn install_outbox(pool: &SqlitePool) -> Result<(), DbError> {
+    sqlx::raw_sql(include_str!("../../../migrations/sqlite-change-feed/outbox.sql"))
+        .execute(pool)
+        .await
+        .map_err(DbError::query("installing the change feed (outbox)"))?;
+    Ok(())
+}
+
 const TOP_N_SQL: &str = "
 WITH ids(gid) AS (SELECT value FROM json_each(?1)),
 ranked AS (

@@ -9,7 +9,7 @@ use apalis_cron::{CronScheduler, Tick};
 use chrono::{DateTime, Utc};
 use ranq_cache::Cache;
 use ranq_core::LeaseState;
-use ranq_db::Source;
+use ranq_db::{ChangeSource, Source};
 use ranq_queue::{Queue, worker_name};
 use ranq_runtime::{ProducerMode, Settings, Shutdown};
 
@@ -136,9 +136,19 @@ pub async fn run(settings: &Settings, source: Source, cache: Cache, shutdown: Sh
     let queue = Queue::new(cache.redis(), cache.keys(), &settings.worker);
     let name = worker_name("producer");
     let ttl = settings.producer.lease_ttl;
-    let feed_source =
-        (settings.producer.mode == ProducerMode::Dirty && source.announces_changes()).then(|| source.clone());
-    let producer = Arc::new(Producer::new(source, cache, queue, settings.producer.clone(), name.clone())?);
+    let change_source = match settings.producer.mode {
+        ProducerMode::Dirty => Some(source.change_source().await?),
+        ProducerMode::All => None,
+    };
+    if change_source == Some(ChangeSource::NotInstalled) {
+        tracing::info!(
+            "no outbox in the database: only `ranq dirty` and SADD mark groups dirty (`ranq migrate --with-triggers` installs it)"
+        );
+    }
+    let feed_source = (change_source == Some(ChangeSource::Notify)).then(|| source.clone());
+    let producer = Producer::new(source, cache, queue, settings.producer.clone(), name.clone())?
+        .draining_outbox(change_source == Some(ChangeSource::Outbox));
+    let producer = Arc::new(producer);
     tracing::info!(producer = %name, schedule = %settings.producer.schedule, mode = ?settings.producer.mode, "producer started");
 
     // Stop ticking first, release the lease last: a standby must not take over mid-tick.

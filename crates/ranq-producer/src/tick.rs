@@ -20,6 +20,10 @@ use crate::lease::{Leadership, Lease};
 const QUARANTINE_RETRIES_PER_TICK: usize = 1_000;
 /// Most schedule slots counted when working out how many ticks nobody enqueued.
 const MISSED_SCAN_LIMIT: usize = 100_000;
+/// Outbox rows drained per transaction, and most transactions per tick: a backlog larger than a
+/// million rows is taken over several ticks.
+const OUTBOX_BATCH: usize = 10_000;
+const OUTBOX_BATCHES_PER_TICK: usize = 100;
 
 /// What one tick did on this instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +55,7 @@ pub struct Producer {
     leadership: Mutex<Leadership>,
     ticks_led: AtomicU64,
     sweep_requested: AtomicBool,
+    drains_outbox: bool,
 }
 
 impl Producer {
@@ -77,7 +82,16 @@ impl Producer {
             leadership: Mutex::default(),
             ticks_led: AtomicU64::new(0),
             sweep_requested: AtomicBool::new(false),
+            drains_outbox: false,
         })
+    }
+
+    /// Drains the database's outbox into dirty marks at the start of each dirty-mode tick (see
+    /// `ranq_db::OutboxBatch`).
+    #[must_use]
+    pub fn draining_outbox(mut self, drains: bool) -> Self {
+        self.drains_outbox = drains;
+        self
     }
 
     /// The fencing token, while this instance leads.
@@ -198,6 +212,9 @@ impl Producer {
         let sweep = match self.settings.mode {
             ProducerMode::All => true,
             ProducerMode::Dirty => {
+                if self.drains_outbox {
+                    self.drain_outbox().await;
+                }
                 let every = u64::from(self.settings.sweep_every);
                 let requested = self.sweep_requested.swap(false, Ordering::Relaxed);
                 requested || (every > 0 && led % every == 0) || self.cache.is_empty().await?
@@ -209,6 +226,39 @@ impl Producer {
             (self.cache.claim_dirty().await?, Reason::Dirty)
         };
         Ok((self.apply_quarantine(groups).await?, reason))
+    }
+
+    /// Moves the outbox's changed groups into the dirty set, each batch's rows deleted only once
+    /// their marks are in Redis. A failure leaves the rest of the outbox for the next tick; this
+    /// tick goes on with the marks it has.
+    async fn drain_outbox(&self) {
+        let (mut rows, mut groups) = (0, 0);
+        for _ in 0..OUTBOX_BATCHES_PER_TICK {
+            let drained = async {
+                let Some(batch) = self.source.take_outbox(OUTBOX_BATCH).await? else { return anyhow::Ok(0) };
+                self.cache.mark_dirty(batch.groups()).await?;
+                groups += batch.groups().len();
+                let read = batch.rows();
+                batch.commit().await?;
+                anyhow::Ok(read)
+            }
+            .await;
+            match drained {
+                Ok(read) => {
+                    rows += read;
+                    if read < OUTBOX_BATCH {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not drain the outbox; its rows wait for the next tick");
+                    break;
+                }
+            }
+        }
+        if rows > 0 {
+            tracing::debug!(rows, groups, "outbox drained into dirty marks");
+        }
     }
 
     /// Leaves out quarantined groups until their retry time, and adds those whose retry is due

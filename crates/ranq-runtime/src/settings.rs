@@ -364,9 +364,15 @@ impl Settings {
             }
         }
         if let Some(url) = &self.database_url
-            && !["postgres://", "postgresql://", "sqlite:"].iter().any(|scheme| url.starts_with(scheme))
+            && !["postgres://", "postgresql://", "mysql://", "mariadb://", "sqlite:"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
         {
-            return bad("database_url", "must be postgres://user@host/db or sqlite:path/to/file.db".into());
+            return bad(
+                "database_url",
+                "must be postgres://user@host/db, mysql://user@host/db (or mariadb://…) or sqlite:path/to/file.db"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -18,7 +18,12 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> anyhow::Result<ExitCo
             ranq_db::DbError::Unsupported(why) => anyhow::Error::new(UsageError(why.into())),
             e => e.into(),
         })?;
-        println!("change feed installed on {url} (channel {})", ranq_db::CHANGE_FEED_CHANNEL);
+        match source.change_source().await? {
+            ranq_db::ChangeSource::Notify => {
+                println!("change feed installed on {url} (channel {})", ranq_db::CHANGE_FEED_CHANNEL);
+            }
+            _ => println!("change feed installed on {url} (outbox table ranq_outbox, drained by the producer)"),
+        }
     }
     source.close().await;
     println!("migrations applied to {url}");

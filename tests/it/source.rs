@@ -1,0 +1,177 @@
+//! The source side on every database: the two migration sets describe the same reference schema,
+//! and the outbox change feed keeps every change through a producer killed mid-drain.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use ranq_tests::{Dialect, Proc, Sql, TestEnv, eventually, execute};
+
+/// A column as both information schemas describe it: table, name, type (in Postgres's words),
+/// nullable.
+type ColumnShape = (String, String, String, bool);
+
+async fn columns(sql: &Sql) -> Vec<ColumnShape> {
+    let query = "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns
+                 WHERE table_name IN ('ranq_groups', 'ranq_scores') AND table_schema = ";
+    let rows: Vec<(String, String, String, String)> = match sql {
+        Sql::Postgres(pool) => sqlx::query_as(&format!("{query} 'public' ORDER BY table_name, ordinal_position"))
+            .fetch_all(pool)
+            .await
+            .unwrap(),
+        Sql::MySql(pool) => sqlx::query_as(
+            "SELECT CAST(table_name AS CHAR), CAST(column_name AS CHAR), CAST(data_type AS CHAR),
+                    CAST(is_nullable AS CHAR)
+             FROM information_schema.columns
+             WHERE table_name IN ('ranq_groups', 'ranq_scores') AND table_schema = DATABASE()
+             ORDER BY table_name, ordinal_position",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap(),
+        Sql::Sqlite(_) => unreachable!("SQLite shares the Postgres migration"),
+    };
+    rows.into_iter()
+        .map(|(table, column, ty, nullable)| {
+            let ty = match ty.to_ascii_lowercase().as_str() {
+                // DATETIME(6) is MySQL's TIMESTAMP WITHOUT TIME ZONE.
+                "datetime" => "timestamp without time zone".to_owned(),
+                other => other.to_owned(),
+            };
+            (table.to_ascii_lowercase(), column.to_ascii_lowercase(), ty, nullable == "YES")
+        })
+        .collect()
+}
+
+/// The ranking index's columns in order, each with whether it is descending; and the delete rule
+/// of the scores' foreign key.
+async fn ranking_index_and_cascade(sql: &Sql) -> (Vec<(String, bool)>, String) {
+    match sql {
+        Sql::Postgres(pool) => {
+            let index = sqlx::query_as(
+                "SELECT pg_get_indexdef(i.indexrelid, k, true), (i.indoption[k - 1] & 1) = 1
+                 FROM pg_index i, generate_series(1, i.indnatts) k
+                 WHERE i.indexrelid = 'ranq_scores_ranking'::regclass ORDER BY k",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            let rule = sqlx::query_scalar(
+                "SELECT delete_rule FROM information_schema.referential_constraints r
+                 JOIN information_schema.table_constraints t USING (constraint_schema, constraint_name)
+                 WHERE t.table_name = 'ranq_scores'",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            (index, rule)
+        }
+        Sql::MySql(pool) => {
+            let index: Vec<(String, String)> = sqlx::query_as(
+                "SELECT CAST(column_name AS CHAR), CAST(collation AS CHAR) FROM information_schema.statistics
+                 WHERE table_schema = DATABASE() AND index_name = 'ranq_scores_ranking' ORDER BY seq_in_index",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            let rule = sqlx::query_scalar(
+                "SELECT CAST(delete_rule AS CHAR) FROM information_schema.referential_constraints
+                 WHERE constraint_schema = DATABASE() AND table_name = 'ranq_scores'",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            (index.into_iter().map(|(column, order)| (column, order == "D")).collect(), rule)
+        }
+        Sql::Sqlite(_) => unreachable!("SQLite shares the Postgres migration"),
+    }
+}
+
+#[tokio::test]
+async fn the_mysql_migrations_describe_the_same_tables_as_the_portable_ones() {
+    let (pg, my) = (TestEnv::new(Dialect::Postgres).await, TestEnv::new(Dialect::MariaDb).await);
+    let (pg_sql, my_sql) = (pg.sql().await, my.sql().await);
+    let expected = columns(&pg_sql).await;
+    assert_eq!(expected.len(), 7, "{expected:?}");
+    assert_eq!(columns(&my_sql).await, expected);
+    let (index, cascade) = ranking_index_and_cascade(&pg_sql).await;
+    let by_name = |c: &[&str]| c.iter().map(|c| (c.to_string(), *c == "score")).collect::<Vec<_>>();
+    assert_eq!(index, by_name(&["group_id", "score", "updated_at", "member_id"]));
+    assert_eq!(cascade, "CASCADE");
+    assert_eq!(ranking_index_and_cascade(&my_sql).await, (index, cascade));
+    pg.cleanup().await;
+    my.cleanup().await;
+}
+
+/// Groups named by rows still in the outbox.
+async fn outbox_groups(sql: &Sql) -> BTreeSet<i64> {
+    let query = "SELECT DISTINCT group_id FROM ranq_outbox";
+    let groups: Vec<i64> = match sql {
+        Sql::MySql(pool) => sqlx::query_scalar(query).fetch_all(pool).await.unwrap(),
+        Sql::Sqlite(pool) => sqlx::query_scalar(query).fetch_all(pool).await.unwrap(),
+        Sql::Postgres(_) => unreachable!("Postgres has no outbox"),
+    };
+    groups.into_iter().collect()
+}
+
+async fn outbox_rows(sql: &Sql) -> i64 {
+    let query = "SELECT count(*) FROM ranq_outbox";
+    match sql {
+        Sql::MySql(pool) => sqlx::query_scalar(query).fetch_one(pool).await.unwrap(),
+        Sql::Sqlite(pool) => sqlx::query_scalar(query).fetch_one(pool).await.unwrap(),
+        Sql::Postgres(_) => unreachable!("Postgres has no outbox"),
+    }
+}
+
+/// A leader SIGKILLed while it drains a large outbox (ten batches) loses no change: every
+/// group is, at the moment of the kill, either still in the outbox or marked dirty in Redis. A
+/// new leader drains the rest.
+async fn outbox_marks_survive_a_producer_killed_mid_drain(dialect: Dialect) {
+    const GROUPS: i64 = 1_000;
+    let env = TestEnv::new(dialect).await;
+    env.seed(GROUPS as u32, 5).await;
+    let out = env.ranq().args(["migrate", "--with-triggers"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sql = env.sql().await;
+    // 100,000 changes, 100 per group, written as one bulk update of the application would.
+    for _ in 0..20 {
+        execute(&sql, "UPDATE ranq_scores SET score = score + 1").await;
+    }
+    let before = outbox_rows(&sql).await;
+    assert_eq!(before, 20 * GROUPS * 5);
+
+    let start = || {
+        let mut cmd = env.ranq();
+        cmd.args(["producer", "--schedule", "* * * * * *", "--mode", "dirty", "--sweep-every", "0"]);
+        // The successor waits out the killed leader's lease.
+        cmd.env("RANQ_PRODUCER__LEASE_TTL", "3s");
+        Proc::spawn("producer", cmd)
+    };
+    let mut producer = start();
+    eventually(Duration::from_secs(30), "the drain under way", || async {
+        (outbox_rows(&sql).await < before).then_some(())
+    })
+    .await;
+    producer.stop_with(Signal::SIGKILL, Duration::from_secs(10));
+
+    let left = outbox_groups(&sql).await;
+    assert!(!left.is_empty() && outbox_rows(&sql).await > 0, "the producer was killed after the drain, not in it");
+    let mut conn = env.redis().await;
+    let keys = ranq_core::Keys::new(env.namespace.clone());
+    let dirty: Vec<i64> = redis::cmd("SMEMBERS").arg(keys.dirty()).query_async(&mut conn).await.unwrap();
+    let dirty: BTreeSet<i64> = dirty.into_iter().collect();
+    let lost: Vec<i64> = (1..=GROUPS).filter(|g| !left.contains(g) && !dirty.contains(g)).collect();
+    assert!(lost.is_empty(), "groups neither in the outbox nor dirty after the kill: {lost:?}");
+
+    let mut successor = start();
+    eventually(Duration::from_secs(60), "the next leader drains the rest", || async {
+        (outbox_rows(&sql).await == 0).then_some(())
+    })
+    .await;
+    assert!(successor.terminate(Duration::from_secs(20)).success());
+    env.cleanup().await;
+}
+
+on_each_dialect!(outbox_marks_survive_a_producer_killed_mid_drain, multi_thread, [
+    mariadb => MariaDb, sqlite => Sqlite
+]);
