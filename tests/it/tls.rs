@@ -8,7 +8,7 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use ranq_tests::tls::{TestCa, TlsPostgres, TlsRedis};
+use ranq_tests::tls::{TestCa, TlsMariaDb, TlsPostgres, TlsRedis};
 use ranq_tests::{Dialect, Proc, TestEnv, eventually, free_port, truth};
 use serde_json::Value;
 
@@ -98,6 +98,67 @@ async fn the_source_is_read_over_tls_in_every_sslmode_and_a_wrong_ca_is_a_config
     let out = output_within(env.ranq().env("DATABASE_URL", &without).args(["migrate"]), Duration::from_secs(30));
     let err = stderr(&out);
     assert!(!out.status.success() && err.contains("certificate"), "{err}");
+    env.cleanup().await;
+}
+
+/// MySQL/MariaDB's `ssl-mode` and `ssl-ca`, against a server that refuses plaintext: every
+/// mode that asks for TLS reads the source, `DISABLED` is refused, a CA that did not sign the
+/// server's certificate (or a CA file that is not there) is a one-line configuration error, and a
+/// user that must show a client certificate gets in with `ssl-cert`/`ssl-key` only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_is_read_from_a_tls_only_mariadb_and_a_wrong_ca_is_a_configuration_error() {
+    let env = TestEnv::new(Dialect::Sqlite).await;
+    let ca = TestCa::new(&env.dir.join("ca"), "a");
+    let other = TestCa::new(&env.dir.join("other"), "b");
+    let db = TlsMariaDb::start(&ca, &env.dir.join("mariadb"));
+    db.admin(&ca, "CREATE DATABASE app; CREATE USER certuser@'%' REQUIRE X509; GRANT ALL ON app.* TO certuser@'%'")
+        .await;
+    let ca_param = format!("ssl-ca={}", ca.ca().display());
+    let verified = db.url("root", "app", &format!("ssl-mode=VERIFY_IDENTITY&{ca_param}"));
+    for args in [&["migrate"][..], &["seed", "--groups", "20", "--members", "10"]] {
+        let out = output_within(env.ranq().env("DATABASE_URL", &verified).args(args), Duration::from_secs(30));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let plain = ranq_tests::Sql::MySql(sqlx::MySqlPool::connect(&verified).await.unwrap());
+    let cache = env.cache().await;
+    let groups: Vec<i64> = (1..=20).collect();
+    for mode in ["REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"] {
+        let source = ranq_db::Source::connect(&db.url("root", "app", &format!("ssl-mode={mode}&{ca_param}")), 2)
+            .await
+            .unwrap_or_else(|e| panic!("ssl-mode={mode}: {e}"));
+        ranq_worker::Refresher::new(source.clone(), cache.clone()).refresh(&groups).await.unwrap();
+        source.close().await;
+        for &group in &groups {
+            assert_eq!(cache.snapshot(group).await.unwrap().unwrap().entries, truth(&plain, group).await, "{mode}");
+        }
+    }
+    let refused = db.url("root", "app", "ssl-mode=DISABLED");
+    assert!(ranq_db::Source::connect(&refused, 1).await.is_err(), "the server takes TLS connections only");
+
+    let missing = env.dir.join("no-such-ca.pem");
+    for ca_file in [other.ca(), missing] {
+        let wrong = db.url("root", "app", &format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={}", ca_file.display()));
+        let out = output_within(env.ranq().env("DATABASE_URL", &wrong).args(["migrate"]), Duration::from_secs(30));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("TLS to the database at mysql://root@localhost") && err.contains("ssl-ca"), "{err}");
+    }
+
+    let with_cert = db.url(
+        "certuser",
+        "app",
+        &format!(
+            "ssl-mode=VERIFY_IDENTITY&{ca_param}&ssl-cert={}&ssl-key={}",
+            ca.cert("client").display(),
+            ca.key("client").display()
+        ),
+    );
+    let out = output_within(env.ranq().env("DATABASE_URL", &with_cert).args(["migrate"]), Duration::from_secs(30));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let without = db.url("certuser", "app", &format!("ssl-mode=VERIFY_IDENTITY&{ca_param}"));
+    let out = output_within(env.ranq().env("DATABASE_URL", &without).args(["migrate"]), Duration::from_secs(30));
+    assert!(!out.status.success() && stderr(&out).contains("certuser"), "{}", stderr(&out));
     env.cleanup().await;
 }
 

@@ -1,7 +1,8 @@
 //! TLS for tests: a certificate authority the test makes itself (with Debian's `openssl`), and
 //! servers of the test's own that speak TLS with its certificates — a `redis-server` on a TLS
-//! port, and a private Postgres cluster (`initdb` + `pg_ctl`, with `ssl = on`). Everything lives
-//! in a temporary directory and stops when its handle drops.
+//! port, a private Postgres cluster (`initdb` + `pg_ctl`, with `ssl = on`) and a private MariaDB
+//! (`mariadb-install-db` + `mariadbd`, TLS required). Everything lives in a temporary directory
+//! and stops when its handle drops.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -262,6 +263,82 @@ impl Drop for TlsPostgres {
             .arg(self.dir.join("pgdata"))
             .args(["-m", "immediate", "stop"])
             .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A private MariaDB server that accepts TLS connections only (`require_secure_transport`), with
+/// the CA's server certificate. `root` logs in without a password; the user `certuser` must also
+/// show a client certificate signed by the CA (`REQUIRE X509`).
+#[derive(Debug)]
+pub struct TlsMariaDb {
+    pub port: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl TlsMariaDb {
+    pub fn start(ca: &TestCa, dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        for name in ["server.pem", "server.key", "ca.pem"] {
+            std::fs::copy(ca.dir.join(name), dir.join(name)).unwrap();
+        }
+        // mariadbd refuses to run as root: it runs as mysql, which must own its directory.
+        let root = nix::unistd::geteuid().is_root();
+        if root {
+            let status = Command::new("chown").args(["-R", "mysql:mysql"]).arg(dir).status().unwrap();
+            assert!(status.success(), "chown {}", dir.display());
+        }
+        let data = dir.join("data");
+        let user: &[&str] = if root { &["--user=mysql"] } else { &[] };
+        let out = Command::new("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(user)
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .output()
+            .expect("mariadb-install-db runs (scripts/test installs mariadb-server)");
+        assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+        let port = crate::free_port();
+        let file = |name: &str| dir.join(name).display().to_string();
+        let mut child = Command::new("/usr/sbin/mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(user)
+            .arg(format!("--port={port}"))
+            .args(["--bind-address=127.0.0.1", "--skip-log-bin", "--innodb-buffer-pool-size=16M"])
+            .arg(format!("--socket={}", file("sock")))
+            .arg(format!("--pid-file={}", file("pid")))
+            .arg(format!("--ssl-cert={}", file("server.pem")))
+            .arg(format!("--ssl-key={}", file("server.key")))
+            .arg(format!("--ssl-ca={}", file("ca.pem")))
+            .arg("--require-secure-transport=ON")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("mariadbd.log")).unwrap())
+            .spawn()
+            .expect("mariadbd starts");
+        wait_for_port(port, &mut child, "mariadbd");
+        Self { port, dir: dir.to_owned(), child }
+    }
+
+    /// `mysql://<user>@localhost:<port>/<database>?<params>`.
+    pub fn url(&self, user: &str, database: &str, params: &str) -> String {
+        format!("mysql://{user}@localhost:{}/{database}?{params}", self.port)
+    }
+
+    /// Runs `statement` as root over TLS verified against `ca`.
+    pub async fn admin(&self, ca: &TestCa, statement: &str) {
+        let url = self.url("root", "mysql", &format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={}", ca.ca().display()));
+        let pool = sqlx::MySqlPool::connect(&url).await.unwrap();
+        sqlx::raw_sql(statement).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+}
+
+impl Drop for TlsMariaDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -51,7 +51,7 @@ fn duration(raw: &str) -> Result<Duration, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Apply the embedded schema migrations to DATABASE_URL (Postgres or SQLite); idempotent.
+    /// Apply the embedded schema migrations to DATABASE_URL (Postgres, MySQL/MariaDB or SQLite); idempotent.
     Migrate(MigrateArgs),
     /// Write deterministic demo data: groups 1..=N with M members each.
     Seed(SeedArgs),
@@ -93,8 +93,9 @@ impl Command {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Also install the change feed (Postgres only): triggers that announce every changed group,
-    /// which producers in dirty mode turn into dirty marks.
+    /// Also install the change feed: triggers that report every changed group (Postgres: by
+    /// NOTIFY; MySQL/MariaDB and SQLite: into the outbox table), which producers in dirty mode
+    /// turn into dirty marks.
     #[arg(long)]
     pub with_triggers: bool,
 }

@@ -38,11 +38,19 @@ impl DbError {
     /// a server without TLS under `sslmode=require`, a certificate file that cannot be read) told
     /// apart from a server that is away.
     pub(crate) fn connect(url: &str) -> impl Fn(sqlx::Error) -> Self + '_ {
+        // A file that is not there is a certificate the URL names, unless the URL names none
+        // (then it is a Unix socket of a server that is not running).
+        let names_files = ["sslrootcert", "sslcert", "sslkey", "ssl-ca", "sslca", "ssl-cert", "ssl-key"]
+            .iter()
+            .any(|key| url.contains(key));
         move |source| {
             let url = ranq_core::redact_url(url);
             match source {
                 sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => Self::Tls { url, source },
-                sqlx::Error::Io(ref e) if e.to_string().to_ascii_lowercase().contains("certificate") => {
+                sqlx::Error::Io(ref e)
+                    if (names_files && e.kind() == std::io::ErrorKind::NotFound)
+                        || e.to_string().to_ascii_lowercase().contains("certificate") =>
+                {
                     Self::Tls { url, source }
                 }
                 source => Self::Connect { url, source },
