@@ -175,3 +175,62 @@ async fn outbox_marks_survive_a_producer_killed_mid_drain(dialect: Dialect) {
 on_each_dialect!(outbox_marks_survive_a_producer_killed_mid_drain, multi_thread, [
     mariadb => MariaDb, sqlite => Sqlite
 ]);
+
+/// What MySQL/MariaDB say during a failover or under contention — most of it under the
+/// catch-all SQLSTATE `HY000`, told apart by error number — is retried; a schema error is not,
+/// and fails the batch without blaming a group. The server raises each error itself (`SIGNAL`
+/// with the number), through a custom `top_query`.
+#[tokio::test]
+async fn mysql_errors_of_a_failover_are_retried_and_schema_errors_are_not() {
+    let env = TestEnv::new(Dialect::MariaDb).await;
+    env.seed(2, 3).await;
+    let sql = env.sql().await;
+    execute(&sql, "CREATE TABLE ranq_raise (errno INT NOT NULL)").await;
+    execute(
+        &sql,
+        "CREATE FUNCTION ranq_raised() RETURNS INT READS SQL DATA
+         BEGIN
+           DECLARE n INT DEFAULT (SELECT errno FROM ranq_raise LIMIT 1);
+           CASE n
+             WHEN 1205 THEN SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1205, MESSAGE_TEXT = 'Lock wait timeout exceeded';
+             WHEN 1213 THEN SIGNAL SQLSTATE '40001' SET MYSQL_ERRNO = 1213, MESSAGE_TEXT = 'Deadlock found';
+             WHEN 1290 THEN SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1290, MESSAGE_TEXT = 'running with --read-only';
+             WHEN 1836 THEN SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1836, MESSAGE_TEXT = 'Running in read-only mode';
+             WHEN 1146 THEN SIGNAL SQLSTATE '42S02' SET MYSQL_ERRNO = 1146, MESSAGE_TEXT = 'Table does not exist';
+             WHEN 1365 THEN SIGNAL SQLSTATE '22012' SET MYSQL_ERRNO = 1365, MESSAGE_TEXT = 'Division by 0';
+             ELSE RETURN 1;
+           END CASE;
+           RETURN 1;
+         END",
+    )
+    .await;
+    let custom = ranq_db::CustomSql {
+        top_query: Some(
+            "SELECT group_id, member_id, score * ranq_raised() AS score,
+                    row_number() OVER (PARTITION BY group_id ORDER BY score DESC, updated_at, member_id) AS `rank`
+             FROM ranq_scores"
+                .into(),
+        ),
+        ..Default::default()
+    };
+    let source = env.source().await.with_custom_sql(custom).await.unwrap();
+    assert_eq!(source.top_n(&[1, 2]).await.unwrap().groups.len(), 2, "no error raised: the query reads");
+    for (errno, transient, group_specific) in [
+        (1205, true, true),
+        (1213, true, true),
+        (1290, true, true),
+        (1836, true, true),
+        (1146, false, false),
+        (1365, false, true),
+    ] {
+        execute(&sql, "DELETE FROM ranq_raise").await;
+        execute(&sql, &format!("INSERT INTO ranq_raise VALUES ({errno})")).await;
+        let error = source.top_n(&[1, 2]).await.expect_err("the server raised an error");
+        assert_eq!(error.is_transient(), transient, "{errno}: {error}");
+        if !transient {
+            assert_eq!(error.may_be_group_specific(), group_specific, "{errno}: {error}");
+        }
+    }
+    source.close().await;
+    env.cleanup().await;
+}

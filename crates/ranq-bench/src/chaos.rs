@@ -496,7 +496,8 @@ impl Reads {
 async fn upstream_of(url: &str) -> anyhow::Result<std::net::SocketAddr> {
     let parsed = url::Url::parse(url).map_err(|e| UsageError(format!("DATABASE_URL: {e}")))?;
     let host = parsed.host_str().unwrap_or("127.0.0.1").to_owned();
-    tokio::net::lookup_host((host.as_str(), parsed.port().unwrap_or(5432)))
+    let default_port = if parsed.scheme().starts_with("postgres") { 5432 } else { 3306 };
+    tokio::net::lookup_host((host.as_str(), parsed.port().unwrap_or(default_port)))
         .await?
         .next()
         .ok_or_else(|| anyhow::anyhow!("cannot resolve the database host {host}"))

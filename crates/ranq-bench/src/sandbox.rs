@@ -34,23 +34,34 @@ impl Lab {
         Ok(Self { settings, ranq })
     }
 
-    /// The Postgres URL the benches need.
-    fn postgres_url(&self) -> Result<&str, UsageError> {
+    /// The server URL the benches need: Postgres, or MySQL/MariaDB.
+    fn server_url(&self) -> Result<&str, UsageError> {
         match self.settings.database_url.as_deref() {
-            Some(url) if url.starts_with("postgres") => Ok(url),
+            Some(url) if ["postgres", "mysql://", "mariadb://"].iter().any(|s| url.starts_with(s)) => Ok(url),
             _ => Err(UsageError(
-                "ranq-bench needs a Postgres DATABASE_URL (it works in a schema of its own): pass --database-url postgres://…"
+                "ranq-bench needs a Postgres or MySQL/MariaDB DATABASE_URL (it works in a schema or database of its \
+                 own): pass --database-url postgres://… or mysql://…"
                     .into(),
             )),
         }
     }
 }
 
+/// Where a sandbox's tables live, and the connection that removes them.
+enum Corner {
+    /// A schema of the lab's Postgres database.
+    PgSchema(sqlx::PgPool),
+    /// A database of the lab's MySQL/MariaDB server.
+    MySqlDatabase(sqlx::MySqlPool),
+}
+
 /// A bench's private corner of the database and of Redis.
 pub struct Sandbox {
-    admin: sqlx::PgPool,
+    admin: Corner,
+    /// The schema (Postgres) or database (MySQL/MariaDB) of the bench's tables.
     schema: String,
-    /// The bench's database: the lab's, with `search_path` set to the sandbox's schema.
+    /// The bench's database: the lab's, with `search_path` set to the sandbox's schema, or the
+    /// sandbox's own database on the same server.
     pub database_url: String,
     pub namespace: String,
     pub redis: Redis,
@@ -59,15 +70,22 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub async fn create(lab: &Lab) -> anyhow::Result<Self> {
-        let url = lab.postgres_url()?;
+        let url = lab.server_url()?;
         let tag = format!("{}_{}", std::process::id(), Utc::now().timestamp_millis());
         let schema = format!("ranq_bench_{tag}");
-        let admin = sqlx::PgPool::connect(url)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to the database at {}: {e}", ranq_core::redact_url(url)))?;
-        sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await?;
-        let separator = if url.contains('?') { '&' } else { '?' };
-        let database_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+        let unreachable = |e| anyhow::anyhow!("cannot connect to the database at {}: {e}", ranq_core::redact_url(url));
+        let (admin, database_url) = if url.starts_with("postgres") {
+            let admin = sqlx::PgPool::connect(url).await.map_err(unreachable)?;
+            sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await?;
+            let separator = if url.contains('?') { '&' } else { '?' };
+            (Corner::PgSchema(admin), format!("{url}{separator}options=-c%20search_path%3D{schema}"))
+        } else {
+            let admin = sqlx::MySqlPool::connect(url).await.map_err(unreachable)?;
+            sqlx::query(&format!("CREATE DATABASE {schema}")).execute(&admin).await?;
+            let mut database_url = url::Url::parse(url)?;
+            database_url.set_path(&schema);
+            (Corner::MySqlDatabase(admin), database_url.to_string())
+        };
         let namespace = format!("{}-bench-{tag}", lab.settings.namespace);
         let redis = Redis::connect_with(&lab.settings.redis_url, &lab.settings.redis).await?;
         let cache = Cache::new(redis.clone(), Keys::new(namespace.clone()));
@@ -110,8 +128,16 @@ impl Sandbox {
 
     async fn remove(self) {
         let _ = self.redis.unlink_matching(&format!("{}:*", self.namespace)).await;
-        let _ = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema)).execute(&self.admin).await;
-        self.admin.close().await;
+        match self.admin {
+            Corner::PgSchema(admin) => {
+                let _ = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema)).execute(&admin).await;
+                admin.close().await;
+            }
+            Corner::MySqlDatabase(admin) => {
+                let _ = sqlx::query(&format!("DROP DATABASE {}", self.schema)).execute(&admin).await;
+                admin.close().await;
+            }
+        }
     }
 }
 

@@ -22,7 +22,7 @@ pub struct GlobalArgs {
     /// TOML config file [default: config/default.toml when present].
     #[arg(long, global = true, env = "RANQ_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Source database: postgres://… or sqlite:path.db.
+    /// Source database: postgres://…, mysql://… (or mariadb://…) or sqlite:path.db.
     #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Redis holding the cache and the queue: redis://…, rediss://… (TLS),
