@@ -33,23 +33,29 @@ fn seed_epoch() -> NaiveDateTime {
     DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default().naive_utc() // 2026-01-01T00:00:00Z
 }
 
-/// Inserts a chunk of groups and their demo scores through `$conn` as multi-row `VALUES` lists,
-/// one bind per value: the shape for the dialects without array parameters. A macro, as the two
-/// dialects' connections share no executor type.
-macro_rules! insert_values {
-    ($conn:expr, $groups:expr, $opts:expr) => {{
-        let groups: &[GroupId] = $groups;
-        let mut insert = sqlx::QueryBuilder::new("INSERT INTO ranq_groups (id, name) ");
-        insert.push_values(groups, |mut b, id| {
-            b.push_bind(*id).push_bind(format!("group-{id}"));
-        });
-        insert.build().execute(&mut *$conn).await.map_err(DbError::query("inserting groups"))?;
-        let (g, m, s, u) = score_columns(groups, $opts);
-        let mut insert = sqlx::QueryBuilder::new("INSERT INTO ranq_scores (group_id, member_id, score, updated_at) ");
-        insert.push_values(0..g.len(), |mut b, i| {
-            b.push_bind(g[i]).push_bind(m[i]).push_bind(s[i]).push_bind(u[i]);
-        });
-        insert.build().execute(&mut *$conn).await.map_err(DbError::query("inserting scores"))?;
+/// Replaces every group with the demo set through `$pool` in one transaction, as multi-row
+/// `VALUES` lists with one bind per value: the shape for the dialects without array parameters.
+/// A macro, as the two dialects' pools share no executor type.
+macro_rules! replace_by_values {
+    ($pool:expr, $opts:expr, $groups_per_insert:expr, $progress:expr) => {{
+        let mut tx = $pool.begin().await.map_err(DbError::query("starting the seed"))?;
+        sqlx::query("DELETE FROM ranq_groups").execute(&mut *tx).await.map_err(DbError::query("deleting groups"))?;
+        for chunk in chunks($opts.groups, $groups_per_insert) {
+            let mut insert = sqlx::QueryBuilder::new("INSERT INTO ranq_groups (id, name) ");
+            insert.push_values(&chunk, |mut b, id| {
+                b.push_bind(*id).push_bind(format!("group-{id}"));
+            });
+            insert.build().execute(&mut *tx).await.map_err(DbError::query("inserting groups"))?;
+            let (g, m, s, u) = score_columns(&chunk, $opts);
+            let mut insert =
+                sqlx::QueryBuilder::new("INSERT INTO ranq_scores (group_id, member_id, score, updated_at) ");
+            insert.push_values(0..g.len(), |mut b, i| {
+                b.push_bind(g[i]).push_bind(m[i]).push_bind(s[i]).push_bind(u[i]);
+            });
+            insert.build().execute(&mut *tx).await.map_err(DbError::query("inserting scores"))?;
+            $progress(chunk.last().copied().unwrap_or_default() as u64);
+        }
+        tx.commit().await.map_err(DbError::query("committing the seed"))?;
     }};
 }
 
@@ -111,34 +117,14 @@ impl Source {
                     .map_err(DbError::query("vacuuming after the seed"))?;
             }
             crate::Pool::MySql(pool) => {
-                let mut tx = pool.begin().await.map_err(DbError::query("starting the seed"))?;
-                sqlx::query("DELETE FROM ranq_groups")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(DbError::query("deleting groups"))?;
-                for chunk in chunks(opts.groups, groups_per_insert) {
-                    insert_values!(tx, &chunk, opts);
-                    progress(chunk.last().copied().unwrap_or_default() as u64);
-                }
-                tx.commit().await.map_err(DbError::query("committing the seed"))?;
+                replace_by_values!(pool, opts, groups_per_insert, progress);
                 // Fresh statistics, so the ranking index is chosen from the first refresh.
                 sqlx::query("ANALYZE TABLE ranq_groups, ranq_scores")
                     .execute(pool)
                     .await
                     .map_err(DbError::query("analyzing after the seed"))?;
             }
-            crate::Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await.map_err(DbError::query("starting the seed"))?;
-                sqlx::query("DELETE FROM ranq_groups")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(DbError::query("deleting groups"))?;
-                for chunk in chunks(opts.groups, groups_per_insert) {
-                    insert_values!(tx, &chunk, opts);
-                    progress(chunk.last().copied().unwrap_or_default() as u64);
-                }
-                tx.commit().await.map_err(DbError::query("committing the seed"))?;
-            }
+            crate::Pool::Sqlite(pool) => replace_by_values!(pool, opts, groups_per_insert, progress),
         }
         Ok(SeedReport { groups: u64::from(opts.groups), rows: u64::from(opts.groups) * u64::from(opts.members) })
     }
