@@ -35,6 +35,7 @@ mod cluster;
 mod config;
 mod conformance;
 mod deploy;
+mod docs;
 mod failover;
 mod fence;
 mod fleet;

@@ -124,6 +124,7 @@ pub struct ChaosArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("drawn").args(["svg", "markdown"]).multiple(true)))]
 pub struct CompareArgs {
     /// Groups to seed.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -152,9 +153,26 @@ pub struct CompareArgs {
     /// Also draw the figures as an SVG chart at PATH.
     #[arg(long, value_name = "PATH")]
     pub svg: Option<PathBuf>,
-    /// Draw the --svg chart from a JSON report written earlier (by --json) instead of running.
-    #[arg(long, value_name = "JSON", requires = "svg")]
+    /// Also write the figures as a Markdown table (with its header row) at PATH; `-` prints it.
+    #[arg(long, value_name = "PATH")]
+    pub markdown: Option<PathBuf>,
+    /// The language of the --markdown table's header and names.
+    #[arg(long, value_enum, default_value_t = Lang::En, requires = "markdown")]
+    pub lang: Lang,
+    /// Draw the --svg chart or write the --markdown table from a JSON report written earlier (by
+    /// --json) instead of running.
+    #[arg(long, value_name = "JSON")]
+    #[arg(requires = "drawn")]
     pub replot: Option<PathBuf>,
+}
+
+/// The language of a generated table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// English.
+    En,
+    /// Korean (한국어).
+    Ko,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@
 
 mod chart;
 mod contenders;
+mod markdown;
 mod workload;
 
 use std::sync::Arc;
@@ -71,13 +72,12 @@ struct Architecture {
 }
 
 pub async fn compare(lab: &Lab, args: &CompareArgs) -> anyhow::Result<std::process::ExitCode> {
-    if let (Some(saved), Some(svg)) = (&args.replot, &args.svg) {
+    if let Some(saved) = &args.replot {
         let text =
             std::fs::read_to_string(saved).map_err(|e| UsageError(format!("--replot {}: {e}", saved.display())))?;
         let report: CompareReport = serde_json::from_str(&text)
             .map_err(|e| UsageError(format!("--replot {}: not a bench compare report: {e}", saved.display())))?;
-        chart::draw(&report, svg)?;
-        eprintln!("wrote {}", svg.display());
+        draw(&report, args)?;
         return Ok(std::process::ExitCode::SUCCESS);
     }
     in_sandbox(lab, args.json.as_deref(), async |sandbox| run(lab, args, sandbox).await, print).await
@@ -127,11 +127,26 @@ async fn run(lab: &Lab, args: &CompareArgs, sandbox: &Sandbox) -> anyhow::Result
         machine: machine(),
         architectures,
     };
+    draw(&report, args)?;
+    Ok(report)
+}
+
+/// Writes the chart and the table that `--svg` and `--markdown` ask for.
+fn draw(report: &CompareReport, args: &CompareArgs) -> anyhow::Result<()> {
     if let Some(svg) = &args.svg {
-        chart::draw(&report, svg)?;
+        chart::draw(report, svg)?;
         eprintln!("wrote {}", svg.display());
     }
-    Ok(report)
+    if let Some(path) = &args.markdown {
+        let table = markdown::table(report, args.lang);
+        if path.as_os_str() == "-" {
+            print!("{table}");
+        } else {
+            std::fs::write(path, table).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
 }
 
 /// Redis's own count of commands processed (server-wide).

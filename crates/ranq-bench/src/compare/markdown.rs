@@ -1,0 +1,113 @@
+//! The comparison as a Markdown table: the rows a report's page shows, with a header row in the
+//! page's language. The pages embed these tables as generated (`--replot … --markdown`), and a
+//! test regenerates them from the reports under `docs/bench/`, so a table cannot drift from the
+//! figures it claims to show.
+
+use std::fmt::Write as _;
+
+use super::CompareReport;
+use crate::cli::Lang;
+
+/// Column headings, in the order of the cells of [`row`].
+fn headings(lang: Lang) -> [&'static str; 12] {
+    match lang {
+        Lang::En => [
+            "architecture",
+            "DB queries/min",
+            "Redis commands/min",
+            "lock attempts/min",
+            "lock conflicts/min",
+            "FRESH / STALE / MISS",
+            "read p50 / p99 (ms)",
+            "cold reads",
+            "cold p50 / p99 (ms)",
+            "data age p50 / p99",
+            "db/g",
+            "pile",
+        ],
+        Lang::Ko => [
+            "아키텍처",
+            "DB 쿼리/분",
+            "Redis 명령/분",
+            "잠금 시도/분",
+            "잠금 충돌/분",
+            "FRESH / STALE / MISS",
+            "읽기 p50 / p99 (ms)",
+            "콜드 읽기",
+            "콜드 p50 / p99 (ms)",
+            "데이터 나이 p50 / p99",
+            "db/g",
+            "대기열",
+        ],
+    }
+}
+
+/// The architecture's name as the page's language says it.
+fn name(name: &str, lang: Lang) -> &str {
+    match (lang, name) {
+        (Lang::Ko, "1. sharded lock") => "1. 샤딩 잠금",
+        (Lang::Ko, "2. queue (ranq)") => "2. 큐 (ranq)",
+        (Lang::Ko, "3a. on demand + lock") => "3a. 온디맨드 + 잠금",
+        (Lang::Ko, "3b. on demand + lock + SWR") => "3b. 온디맨드 + 잠금 + SWR",
+        _ => name,
+    }
+}
+
+/// The report's table, header row first, one line per architecture, ending with a newline.
+pub fn table(report: &CompareReport, lang: Lang) -> String {
+    let heads = headings(lang);
+    let mut out = String::new();
+    let _ = writeln!(out, "| {} |", heads.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(heads.len()));
+    for a in &report.architectures {
+        let f = &a.reads;
+        let optional = |v: Option<u64>| v.map_or_else(|| "–".to_owned(), |v| v.to_string());
+        let cells = [
+            name(&a.name, lang).to_owned(),
+            thousands(a.db_queries_per_minute),
+            thousands(a.redis_commands_per_minute),
+            thousands(a.lock_attempts_per_minute),
+            thousands(a.lock_conflicts_per_minute),
+            format!("{:.1} % / {:.1} % / {:.1} %", f.fresh_share * 100.0, f.stale_share * 100.0, f.miss_share * 100.0),
+            format!("{:.2} / {:.2}", f.latency_p50_ms, f.latency_p99_ms),
+            thousands(f.cold_reads as f64),
+            if f.cold_reads == 0 {
+                "–".to_owned()
+            } else {
+                format!("{:.2} / {:.2}", f.cold_latency_p50_ms, f.cold_latency_p99_ms)
+            },
+            format!("{:.1} s / {:.1} s", f.seen_age_p50_ms as f64 / 1_000.0, f.seen_age_p99_ms as f64 / 1_000.0),
+            optional(a.max_concurrent_db_per_group),
+            optional(a.max_readers_piled_on_a_miss),
+        ];
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    out
+}
+
+/// `v` rounded to a whole number, with a comma between thousands (`253,835`).
+fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn thousands_are_separated_by_commas() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(1_000.0), "1,000");
+        assert_eq!(thousands(253_835.2), "253,835");
+        assert_eq!(thousands(1_234_567.0), "1,234,567");
+    }
+}
