@@ -42,6 +42,7 @@ mod fleet;
 mod http;
 mod http_fuzz;
 mod operator;
+mod phases;
 mod producer;
 mod public;
 mod queue;
