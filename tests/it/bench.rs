@@ -1,5 +1,6 @@
-//! `ranq-bench compare` at a tiny size: it runs the three architectures end to end, writes its
-//! report, cleans up after itself, and its figures show the trade-offs the comparison is about.
+//! `ranq-bench compare` at a tiny size: it runs the three architectures end to end (and again per
+//! database latency), writes its report, cleans up after itself, and its figures show the
+//! trade-offs the comparison is about.
 //! (Speed itself is never asserted; the bench prints it.)
 
 use ranq_tests::{Dialect, TestEnv};
@@ -70,6 +71,46 @@ async fn bench_compare_measures_the_three_architectures_and_leaves_nothing_behin
     let mut conn = env.redis().await;
     let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", env.namespace)).query_async(&mut conn).await.unwrap();
     assert!(keys.is_empty(), "left behind: {:?}", &keys[..keys.len().min(5)]);
+    env.cleanup().await;
+}
+
+/// `ranq-bench compare --db-latency`: every architecture again per latency, on the same data, with
+/// the database behind the latency proxy, into one report and one Markdown table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_compare_sweeps_database_latency_through_the_proxy() {
+    let env = TestEnv::new(Dialect::Postgres).await;
+    let (report, table) = (env.dir.join("sweep.json"), env.dir.join("sweep.md"));
+    let out = env
+        .ranq_bench()
+        .args(["compare", "--groups", "40", "--members", "5", "--servers", "2"])
+        .args(["--duration", "3s", "--period", "1s", "--read-rate", "100", "--db-latency", "0ms,20ms", "--json"])
+        .arg(&report)
+        .arg("--markdown")
+        .arg(&table)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let sweep = report["sweep"].as_array().unwrap_or_else(|| panic!("no sweep in {report}"));
+    let latencies: Vec<f64> = sweep.iter().map(|r| r["db_latency_ms"].as_f64().unwrap()).collect();
+    assert_eq!(latencies, [0.0, 20.0]);
+    // The proxy is in the database's path: a computation on demand takes at least a round trip.
+    let on_demand = &sweep[1]["architectures"][2];
+    assert_eq!(on_demand["name"], "3a. on demand + lock");
+    assert!(on_demand["reads"]["cold_reads"].as_u64() > Some(0), "{on_demand}");
+    assert!(on_demand["reads"]["cold_latency_p50_ms"].as_f64() >= Some(20.0), "{on_demand}");
+    for run in sweep {
+        assert_eq!(run["architectures"].as_array().map(Vec::len), Some(4), "{run}");
+    }
+    // The table: a header, a delimiter, then a row per latency and architecture, latency first.
+    let table = std::fs::read_to_string(&table).unwrap();
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 2 + 8, "{table}");
+    assert!(rows[0].starts_with("| DB latency | architecture |"), "{table}");
+    assert!(rows[2].starts_with("| 0 ms | 1. sharded lock |") && rows[9].starts_with("| 20 ms | 3b."), "{table}");
+    // A sweep has no single chart.
+    let out = env.ranq_bench().args(["compare", "--db-latency", "0ms,5ms", "--svg", "x.svg"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     env.cleanup().await;
 }
 

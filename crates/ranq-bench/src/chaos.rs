@@ -29,7 +29,7 @@ use ranq_core::GroupId;
 use ranq_faults::FaultProxy;
 use ranq_faults::sentinel::Sentinels;
 use ranq_launch::{Launcher, RedisCluster, RedisServer};
-use ranq_runtime::{Shutdown, UsageError};
+use ranq_runtime::Shutdown;
 use serde::Serialize;
 use tokio::process::Child;
 
@@ -198,7 +198,7 @@ async fn run(lab: &Lab, args: &ChaosArgs, sandbox: &Sandbox) -> anyhow::Result<C
     let logs = std::env::temp_dir().join(format!("{}-logs", sandbox.namespace));
     std::fs::create_dir_all(&logs)?;
     let mut redis = Service::start(args, &logs.join("redis")).await?;
-    let upstream = upstream_of(&sandbox.database_url).await?;
+    let upstream = sandbox.database_addr().await?;
     let proxy = FaultProxy::start(upstream).await?;
     let database_url =
         proxy.wrap(&sandbox.database_url).ok_or_else(|| anyhow::anyhow!("the database URL has no host"))?;
@@ -491,16 +491,6 @@ impl Reads {
             counter.fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-async fn upstream_of(url: &str) -> anyhow::Result<std::net::SocketAddr> {
-    let parsed = url::Url::parse(url).map_err(|e| UsageError(format!("DATABASE_URL: {e}")))?;
-    let host = parsed.host_str().unwrap_or("127.0.0.1").to_owned();
-    let default_port = if parsed.scheme().starts_with("postgres") { 5432 } else { 3306 };
-    tokio::net::lookup_host((host.as_str(), parsed.port().unwrap_or(default_port)))
-        .await?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("cannot resolve the database host {host}"))
 }
 
 fn print(r: &ChaosReport) {

@@ -147,6 +147,12 @@ pub struct CompareArgs {
     /// How reads pick their group: zipf (exponent 1), zipf:S, or uniform.
     #[arg(long, value_name = "SKEW", default_value = "zipf")]
     pub read_skew: Skew,
+    /// Latency added to every database query, as a list to sweep (e.g. 0ms,2ms,10ms,50ms): each
+    /// value runs every architecture again on the same data and reads, with the database behind
+    /// a proxy that holds each packet back half of it in each direction, so a round trip costs
+    /// it whole.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = duration, default_value = "0ms")]
+    pub db_latency: Vec<Duration>,
     /// Also write the report as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,

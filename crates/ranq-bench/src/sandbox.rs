@@ -121,6 +121,17 @@ impl Sandbox {
             .var("RANQ_READ__ADMIN_LISTEN", "127.0.0.1:0")
     }
 
+    /// The address of the sandbox's database server, for a proxy to stand in front of.
+    pub async fn database_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let parsed = url::Url::parse(&self.database_url).map_err(|e| UsageError(format!("DATABASE_URL: {e}")))?;
+        let host = parsed.host_str().unwrap_or("127.0.0.1").to_owned();
+        let default_port = if parsed.scheme().starts_with("postgres") { 5432 } else { 3306 };
+        tokio::net::lookup_host((host.as_str(), parsed.port().unwrap_or(default_port)))
+            .await?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("cannot resolve the database host {host}"))
+    }
+
     /// Starts `ranq <args>` in the sandbox's namespace, its output discarded.
     pub fn spawn_role(&self, lab: &Lab, args: &[&str]) -> anyhow::Result<Child> {
         spawn_quiet(&self.launcher(lab, &self.namespace), args)

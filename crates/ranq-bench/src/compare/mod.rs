@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use ranq_core::GroupId;
 use ranq_db::Source;
+use ranq_faults::FaultProxy;
 use ranq_producer::{Producer, TickOutcome};
 use ranq_queue::Queue;
 use ranq_redis::Redis;
@@ -41,6 +42,9 @@ use crate::sandbox::{Lab, Sandbox, in_sandbox, spawn_quiet};
 /// Longest warm-up (first full refresh) before a run gives up.
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
+const SVG_DRAWS_ONE: &str = "--svg draws one comparison and a --db-latency sweep makes one per latency: write the sweep's --markdown table \
+     instead, or give one latency";
+
 #[derive(Debug, Serialize, serde::Deserialize)]
 struct CompareReport {
     groups: u32,
@@ -52,8 +56,19 @@ struct CompareReport {
     read_skew: String,
     stale_after_seconds: f64,
     max_age_seconds: f64,
+    /// Latency added to every database query (0 for reports written before the sweep existed).
+    #[serde(default)]
+    db_latency_ms: f64,
     machine: String,
     architectures: Vec<Architecture>,
+}
+
+/// What a run of `compare` reports: one comparison, or one per `--db-latency` value.
+#[derive(Debug, Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Report {
+    Sweep { sweep: Vec<CompareReport> },
+    One(CompareReport),
 }
 
 /// One architecture's figures over its measured window; rates are per minute.
@@ -75,10 +90,13 @@ pub async fn compare(lab: &Lab, args: &CompareArgs) -> anyhow::Result<std::proce
     if let Some(saved) = &args.replot {
         let text =
             std::fs::read_to_string(saved).map_err(|e| UsageError(format!("--replot {}: {e}", saved.display())))?;
-        let report: CompareReport = serde_json::from_str(&text)
+        let report: Report = serde_json::from_str(&text)
             .map_err(|e| UsageError(format!("--replot {}: not a bench compare report: {e}", saved.display())))?;
         draw(&report, args)?;
         return Ok(std::process::ExitCode::SUCCESS);
+    }
+    if args.svg.is_some() && args.db_latency.len() > 1 {
+        return Err(UsageError(SVG_DRAWS_ONE.into()).into());
     }
     in_sandbox(lab, args.json.as_deref(), async |sandbox| run(lab, args, sandbox).await, print).await
 }
@@ -91,13 +109,16 @@ struct Setup<'a> {
     groups: Arc<Vec<GroupId>>,
     stale_after: Duration,
     max_age: Duration,
+    /// The database as this run reaches it: directly, or through the latency proxy.
+    database_url: String,
+    /// Names this run's keys apart from the other latencies' runs (`10ms`).
+    tag: String,
 }
 
-async fn run(lab: &Lab, args: &CompareArgs, sandbox: &Sandbox) -> anyhow::Result<CompareReport> {
+async fn run(lab: &Lab, args: &CompareArgs, sandbox: &Sandbox) -> anyhow::Result<Report> {
     let source = sandbox.seeded_source(args.groups, args.members, 2).await?;
     let groups = Arc::new(source.group_ids().await?);
     source.close().await;
-    let setup = Setup { lab, args, sandbox, groups, stale_after: args.period.mul_f64(1.5), max_age: args.period * 10 };
     eprintln!(
         "comparing on {} groups × {} members, {} servers, a refresh every {}, {} reads/s ({}), {} each",
         args.groups,
@@ -108,37 +129,75 @@ async fn run(lab: &Lab, args: &CompareArgs, sandbox: &Sandbox) -> anyhow::Result
         args.read_skew,
         humantime::format_duration(args.duration)
     );
-    let architectures = vec![
-        sharded_lock(&setup).await?,
-        queue(&setup).await?,
-        on_demand(&setup, false).await?,
-        on_demand(&setup, true).await?,
-    ];
-    let report = CompareReport {
-        groups: args.groups,
-        members: args.members,
-        servers: args.servers,
-        period_seconds: args.period.as_secs_f64(),
-        duration_seconds: args.duration.as_secs_f64(),
-        read_rate: args.read_rate,
-        read_skew: args.read_skew.to_string(),
-        stale_after_seconds: setup.stale_after.as_secs_f64(),
-        max_age_seconds: setup.max_age.as_secs_f64(),
-        machine: machine(),
-        architectures,
+    let mut runs = Vec::new();
+    for &latency in &args.db_latency {
+        // Held for the whole run: dropping it closes the architectures' connections.
+        let proxy = if latency.is_zero() {
+            None
+        } else {
+            Some(FaultProxy::with_latency(sandbox.database_addr().await?, latency / 2).await?)
+        };
+        let database_url = match &proxy {
+            Some(proxy) => proxy
+                .wrap(&sandbox.database_url)
+                .ok_or_else(|| anyhow::anyhow!("the database URL names no host to put the latency proxy before"))?,
+            None => sandbox.database_url.clone(),
+        };
+        let tag = format!("{}ms", latency.as_millis());
+        if args.db_latency.len() > 1 {
+            eprintln!("database latency {tag}:");
+        }
+        let setup = Setup {
+            lab,
+            args,
+            sandbox,
+            groups: groups.clone(),
+            stale_after: args.period.mul_f64(1.5),
+            max_age: args.period * 10,
+            database_url,
+            tag,
+        };
+        let architectures = vec![
+            sharded_lock(&setup).await?,
+            queue(&setup).await?,
+            on_demand(&setup, false).await?,
+            on_demand(&setup, true).await?,
+        ];
+        runs.push(CompareReport {
+            groups: args.groups,
+            members: args.members,
+            servers: args.servers,
+            period_seconds: args.period.as_secs_f64(),
+            duration_seconds: args.duration.as_secs_f64(),
+            read_rate: args.read_rate,
+            read_skew: args.read_skew.to_string(),
+            stale_after_seconds: setup.stale_after.as_secs_f64(),
+            max_age_seconds: setup.max_age.as_secs_f64(),
+            db_latency_ms: latency.as_secs_f64() * 1_000.0,
+            machine: machine(),
+            architectures,
+        });
+    }
+    let report = match runs.len() {
+        1 => Report::One(runs.remove(0)),
+        _ => Report::Sweep { sweep: runs },
     };
     draw(&report, args)?;
     Ok(report)
 }
 
 /// Writes the chart and the table that `--svg` and `--markdown` ask for.
-fn draw(report: &CompareReport, args: &CompareArgs) -> anyhow::Result<()> {
+fn draw(report: &Report, args: &CompareArgs) -> anyhow::Result<()> {
     if let Some(svg) = &args.svg {
-        chart::draw(report, svg)?;
+        let Report::One(one) = report else { return Err(UsageError(SVG_DRAWS_ONE.into()).into()) };
+        chart::draw(one, svg)?;
         eprintln!("wrote {}", svg.display());
     }
     if let Some(path) = &args.markdown {
-        let table = markdown::table(report, args.lang);
+        let table = match report {
+            Report::One(one) => markdown::table(one, args.lang),
+            Report::Sweep { sweep } => markdown::sweep_table(sweep, args.lang),
+        };
         if path.as_os_str() == "-" {
             print!("{table}");
         } else {
@@ -197,7 +256,7 @@ async fn reads<R: workload::Reader>(setup: &Setup<'_>, reader: Arc<R>) -> ReadFi
 
 /// The keys of one contender's run, below the sandbox's namespace, so runs never see each other's.
 fn run_prefix(setup: &Setup<'_>, run: &str) -> String {
-    format!("{}:{run}", setup.sandbox.namespace)
+    format!("{}:{}:{run}", setup.sandbox.namespace, setup.tag)
 }
 
 /// Architecture 1, `--servers` tasks, each with its own database pool.
@@ -212,7 +271,7 @@ async fn sharded_lock(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
     for server in 0..setup.args.servers as usize {
         let contender = ShardedLock {
             server,
-            source: Source::connect(&setup.sandbox.database_url, 2).await?,
+            source: Source::connect(&setup.database_url, 2).await?,
             redis: redis.clone(),
             prefix: prefix.clone(),
             groups: setup.groups.clone(),
@@ -256,15 +315,15 @@ async fn sharded_lock(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
 async fn queue(setup: &Setup<'_>) -> anyhow::Result<Architecture> {
     eprintln!("2. queue (ranq): warming up");
     let lab = setup.lab;
-    let cache = setup.sandbox.cache_in("queue");
-    let launcher = setup.sandbox.launcher(lab, cache.keys().namespace());
+    let cache = setup.sandbox.cache_in(&format!("{}:queue", setup.tag));
+    let launcher = setup.sandbox.launcher(lab, cache.keys().namespace()).var("DATABASE_URL", &setup.database_url);
     let ports: Vec<u16> = (0..setup.args.servers).map(|_| ranq_launch::free_port()).collect::<Result<_, _>>()?;
     let mut workers = Vec::new();
     for port in &ports {
         let listen = format!("127.0.0.1:{port}");
         workers.push(spawn_quiet(&launcher, &["worker", "--metrics-listen", &listen])?);
     }
-    let source = Source::connect(&setup.sandbox.database_url, 2).await?;
+    let source = Source::connect(&setup.database_url, 2).await?;
     let queue = Queue::new(cache.redis(), cache.keys(), &lab.settings.worker);
     let mut settings = lab.settings.producer.clone();
     settings.mode = ranq_runtime::ProducerMode::All;
@@ -352,8 +411,9 @@ async fn on_demand(setup: &Setup<'_>, swr: bool) -> anyhow::Result<Architecture>
     let redis = &setup.sandbox.redis;
     let prefix = run_prefix(setup, if swr { "swr" } else { "ondemand" });
     let counters = Arc::new(Counters::default());
-    let pool = setup.args.servers.max(2);
-    let source = Source::connect(&setup.sandbox.database_url, pool).await?;
+    // As many connections as ranq's worker processes hold between them.
+    let pool = (setup.args.servers * setup.lab.settings.worker.db_pool).max(2);
+    let source = Source::connect(&setup.database_url, pool).await?;
     let reader = Arc::new(OnDemand::new(
         source.clone(),
         redis.clone(),
@@ -412,7 +472,17 @@ fn machine() -> String {
     format!("{cores} × {cpu}, {}", std::env::consts::OS)
 }
 
-fn print(r: &CompareReport) {
+fn print(report: &Report) {
+    match report {
+        Report::One(one) => print_one(one),
+        Report::Sweep { sweep } => sweep.iter().for_each(print_one),
+    }
+}
+
+fn print_one(r: &CompareReport) {
+    if r.db_latency_ms > 0.0 {
+        println!("database latency: {} ms added to every query", r.db_latency_ms);
+    }
     println!(
         "compare: {} groups × {} members, {} servers, refresh period {:.0}s (STALE after {:.0}s, MISS after {:.0}s), {} reads/s {}, {:.0}s each",
         r.groups,
