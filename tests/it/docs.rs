@@ -128,12 +128,13 @@ const CLOSE: &str = "<!-- /bench-table -->";
 
 /// The table `ranq-bench` generates from `report` in `lang`.
 fn generated(report: &Path, lang: &str) -> String {
-    let out = Command::new(bench_bin())
-        .args(["compare", "--replot"])
-        .arg(report)
-        .args(["--markdown", "-", "--lang", lang])
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(bench_bin());
+    // The bench reads its settings from RANQ_*, and none of this process's (RANQ_WRITE_DOCS
+    // among them) is one.
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("RANQ_")) {
+        cmd.env_remove(name);
+    }
+    let out = cmd.args(["compare", "--replot"]).arg(report).args(["--markdown", "-", "--lang", lang]).output().unwrap();
     assert!(
         out.status.success(),
         "ranq-bench compare --replot {}: {}",
@@ -193,11 +194,107 @@ fn every_measured_table_is_what_its_report_generates() {
         if std::env::var_os("RANQ_WRITE_DOCS").is_some() {
             std::fs::write(&path, &page).unwrap();
         }
+        let checked_in = std::fs::read_to_string(&path).unwrap();
         assert!(
-            page == text,
+            page == checked_in,
             "{file}: a measured table differs from its report; regenerate with \
              RANQ_WRITE_DOCS=1 cargo test -p ranq-tests --test it docs"
         );
     }
     assert!(marked >= 3, "only {marked} measured tables found: the markers were lost");
+}
+
+/// Pages kept in two languages: the English original and its Korean edition.
+const EDITIONS: [[&str; 2]; 1] = [["docs/architecture-comparison.md", "docs/ko/architecture-comparison.md"]];
+
+/// A Mermaid diagram with its words taken out: the diagram's kind, its participants' and nodes'
+/// ids, and its arrows in order. Two editions of a diagram translate the labels and keep this.
+fn skeleton(diagram: &str) -> Vec<String> {
+    diagram
+        .lines()
+        .map(|line| {
+            let mut line: String = line.trim().split('"').step_by(2).collect();
+            if line.starts_with("participant ")
+                && let Some(at) = line.find(" as ")
+            {
+                line.truncate(at);
+            }
+            // A message's or a note's text follows its colon (labels in quotes are gone already).
+            if (line.contains("->") || line.starts_with("Note "))
+                && let Some(at) = line.find(':')
+            {
+                line.truncate(at);
+            }
+            // An edge's label: `A -- words --> B` is `A --> B`.
+            if let Some(start) = line.find(" -- ")
+                && let Some(end) = line[start..].find(" -->")
+            {
+                line.replace_range(start..start + end, "");
+            }
+            line.split_whitespace().collect::<Vec<_>>().join(" ")
+        })
+        .filter(|line| !line.is_empty())
+        .collect()
+}
+
+/// The Mermaid diagrams of a Markdown text, in order.
+fn diagrams(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for event in Parser::new_ext(text, Options::ENABLE_TABLES) {
+        match event {
+            Event::Start(Tag::CodeBlock(pulldown_cmark::CodeBlockKind::Fenced(lang))) if &*lang == "mermaid" => {
+                current = Some(String::new());
+            }
+            Event::Text(t) => {
+                if let Some(c) = current.as_mut() {
+                    c.push_str(&t);
+                }
+            }
+            Event::End(pulldown_cmark::TagEnd::CodeBlock) => out.extend(current.take()),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn both_editions_carry_the_same_tables_and_diagrams() {
+    for [original, edition] in EDITIONS {
+        let read = |file: &str| std::fs::read_to_string(root().join(file)).unwrap();
+        let (a, b) = (read(original), read(edition));
+        let reports = |file: &str, text: &str| -> Vec<PathBuf> {
+            let dir = Path::new(file).parent().unwrap();
+            text.match_indices(OPEN)
+                .map(|(at, _)| {
+                    let rest = &text[at + OPEN.len()..];
+                    normalise(&dir.join(rest[..rest.find("-->").unwrap()].trim()))
+                })
+                .collect()
+        };
+        assert_eq!(
+            reports(original, &a),
+            reports(edition, &b),
+            "{edition} shows other measured tables than {original}"
+        );
+        let (da, db) = (diagrams(&a), diagrams(&b));
+        assert_eq!(da.len(), db.len(), "{edition} has {} diagrams, {original} {}", db.len(), da.len());
+        for (i, (x, y)) in da.iter().zip(&db).enumerate() {
+            assert_eq!(skeleton(x), skeleton(y), "diagram {} of {edition} is not the one of {original}", i + 1);
+        }
+    }
+}
+
+#[test]
+fn a_diagram_skeleton_keeps_ids_and_arrows_and_drops_words() {
+    let en =
+        "sequenceDiagram\n  participant A as server A\n  A->>R: SET x (pipelined)\n  Note over A,R: every minute\n";
+    let ko = "sequenceDiagram\n  participant A as 서버 A\n  A->>R: SET x (파이프라인)\n  Note over A,R: 매분\n";
+    assert_eq!(skeleton(en), skeleton(ko));
+    let moved = "sequenceDiagram\n  participant A as 서버 A\n  R->>A: SET x\n  Note over A,R: 매분\n";
+    assert_ne!(skeleton(en), skeleton(moved));
+    let flow = "flowchart LR\n  P[\"tick\"] -- \"cron, lease\" --> Q\n  W -- read --> DB\n";
+    let flow_ko = "flowchart LR\n  P[\"틱\"] -- \"cron, 리스\" --> Q\n  W -- 읽기 --> DB\n";
+    assert_eq!(skeleton(flow), skeleton(flow_ko));
+    assert_eq!(skeleton(flow), ["flowchart LR", "P[] --> Q", "W --> DB"]);
 }
