@@ -108,9 +108,16 @@ async fn bench_compare_sweeps_database_latency_through_the_proxy() {
     assert_eq!(rows.len(), 2 + 8, "{table}");
     assert!(rows[0].starts_with("| DB latency | architecture |"), "{table}");
     assert!(rows[2].starts_with("| 0 ms | 1. sharded lock |") && rows[9].starts_with("| 20 ms | 3b."), "{table}");
-    // A sweep has no single chart.
-    let out = env.ranq_bench().args(["compare", "--db-latency", "0ms,5ms", "--svg", "x.svg"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    // Refused before any measuring: a chart of a sweep, a latency twice (its runs would be the
+    // same), and a table printed among a run's own output.
+    for args in
+        [&["--db-latency", "0ms,5ms", "--svg", "x.svg"][..], &["--db-latency", "5ms,0ms,5ms"], &["--markdown", "-"]]
+    {
+        let out = env.ranq_bench().arg("compare").args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: one line: {stderr}");
+    }
     env.cleanup().await;
 }
 

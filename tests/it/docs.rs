@@ -153,14 +153,22 @@ fn regenerate(file: &str, text: &str) -> (String, Vec<PathBuf>) {
     let mut reports = Vec::new();
     let mut rest = text;
     while let Some(open) = rest.find(OPEN) {
-        let marker_end = open + rest[open..].find("-->\n").unwrap_or_else(|| panic!("{file}: an unclosed marker")) + 4;
-        let report = rest[open + OPEN.len()..marker_end - 4].trim();
-        let close = rest[marker_end..].find(CLOSE).unwrap_or_else(|| panic!("{file}: {report}'s table has no {CLOSE}"));
+        let line_end = rest[open..].find('\n').map_or(rest.len(), |n| open + n + 1);
+        let marker = rest[open + OPEN.len()..line_end].trim_end();
+        let report = marker
+            .strip_suffix("-->")
+            .unwrap_or_else(|| panic!("{file}: {OPEN}… must end with --> on its line"))
+            .trim();
+        // The table ends at its closer, which must come before the next table's marker: a missing
+        // closer must not let a rewrite swallow the page up to the next table's.
+        let body = &rest[line_end..];
+        let close = body.find(CLOSE).unwrap_or_else(|| panic!("{file}: {report}'s table has no {CLOSE}"));
+        assert!(body.find(OPEN).is_none_or(|next| next > close), "{file}: {report}'s table has no {CLOSE}");
         let report = normalise(&dir.join(report));
-        page.push_str(&rest[..marker_end]);
+        page.push_str(&rest[..line_end]);
         page.push_str(&generated(&root().join(&report), lang));
         reports.push(report);
-        rest = &rest[marker_end + close..];
+        rest = &body[close..];
     }
     page.push_str(rest);
     (page, reports)

@@ -159,7 +159,8 @@ pub struct CompareArgs {
     /// Also draw the figures as an SVG chart at PATH.
     #[arg(long, value_name = "PATH")]
     pub svg: Option<PathBuf>,
-    /// Also write the figures as a Markdown table (with its header row) at PATH; `-` prints it.
+    /// Also write the figures as a Markdown table (with its header row) at PATH; with --replot,
+    /// `-` prints it.
     #[arg(long, value_name = "PATH")]
     pub markdown: Option<PathBuf>,
     /// The language of the --markdown table's header and names.

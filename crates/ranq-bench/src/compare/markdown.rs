@@ -9,7 +9,7 @@ use super::CompareReport;
 use super::workload::ReadFigures;
 use crate::cli::Lang;
 
-/// Column headings, in the order of the cells of [`row`].
+/// Column headings, in the order of the cells of [`table`]'s rows.
 fn headings(lang: Lang) -> [&'static str; 12] {
     match lang {
         Lang::En => [
@@ -38,7 +38,7 @@ fn headings(lang: Lang) -> [&'static str; 12] {
             "콜드 p50 / p99 (ms)",
             "데이터 나이 p50 / p99",
             "db/g",
-            "대기열",
+            "몰림",
         ],
     }
 }
@@ -103,7 +103,7 @@ pub fn sweep_table(sweep: &[CompareReport], lang: Lang) -> String {
             "콜드 읽기",
             "콜드 p50 / p99 (ms)",
             "읽기 p99 (ms)",
-            "대기열",
+            "몰림",
             "데이터 나이 p50 / p99",
         ],
     };
@@ -113,7 +113,7 @@ pub fn sweep_table(sweep: &[CompareReport], lang: Lang) -> String {
         for a in &report.architectures {
             let f = &a.reads;
             let cells = [
-                format!("{} ms", report.db_latency_ms),
+                millis(report.db_latency_ms),
                 name(&a.name, lang).to_owned(),
                 thousands(a.db_queries_per_minute),
                 shares(f),
@@ -127,6 +127,11 @@ pub fn sweep_table(sweep: &[CompareReport], lang: Lang) -> String {
         }
     }
     out
+}
+
+/// A latency in milliseconds as people write it: `10 ms`, `0.5 ms`.
+pub fn millis(ms: f64) -> String {
+    if ms.fract() == 0.0 { format!("{ms:.0} ms") } else { format!("{ms:.1} ms") }
 }
 
 fn header(out: &mut String, heads: &[&str]) {

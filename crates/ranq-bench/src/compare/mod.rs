@@ -95,10 +95,35 @@ pub async fn compare(lab: &Lab, args: &CompareArgs) -> anyhow::Result<std::proce
         draw(&report, args)?;
         return Ok(std::process::ExitCode::SUCCESS);
     }
-    if args.svg.is_some() && args.db_latency.len() > 1 {
-        return Err(UsageError(SVG_DRAWS_ONE.into()).into());
-    }
+    check_outputs(args)?;
     in_sandbox(lab, args.json.as_deref(), async |sandbox| run(lab, args, sandbox).await, print).await
+}
+
+/// Refuses, before minutes of measuring, what could only fail at the end: a chart of a sweep, a
+/// table printed among the run's own output, a latency given twice, an output path that cannot
+/// be written.
+fn check_outputs(args: &CompareArgs) -> Result<(), UsageError> {
+    if args.svg.is_some() && args.db_latency.len() > 1 {
+        return Err(UsageError(SVG_DRAWS_ONE.into()));
+    }
+    if args.markdown.as_ref().is_some_and(|p| p.as_os_str() == "-") {
+        return Err(UsageError(
+            "--markdown - prints a saved report's table (with --replot); a run writes it to a file: --markdown PATH"
+                .into(),
+        ));
+    }
+    let mut seen = args.db_latency.clone();
+    seen.sort();
+    if let Some(twice) = seen.windows(2).find(|w| w[0] == w[1]) {
+        return Err(UsageError(format!(
+            "--db-latency lists {} twice: give each latency once",
+            humantime::format_duration(twice[0])
+        )));
+    }
+    for path in [&args.svg, &args.markdown, &args.json].into_iter().flatten() {
+        std::fs::File::create(path).map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 /// What every run shares.
@@ -111,7 +136,7 @@ struct Setup<'a> {
     max_age: Duration,
     /// The database as this run reaches it: directly, or through the latency proxy.
     database_url: String,
-    /// Names this run's keys apart from the other latencies' runs (`10ms`).
+    /// Names this run's keys apart from the other latencies' runs (`run1`).
     tag: String,
 }
 
@@ -130,7 +155,7 @@ async fn run(lab: &Lab, args: &CompareArgs, sandbox: &Sandbox) -> anyhow::Result
         humantime::format_duration(args.duration)
     );
     let mut runs = Vec::new();
-    for &latency in &args.db_latency {
+    for (run, &latency) in args.db_latency.iter().enumerate() {
         // Held for the whole run: dropping it closes the architectures' connections.
         let proxy = if latency.is_zero() {
             None
@@ -143,9 +168,10 @@ async fn run(lab: &Lab, args: &CompareArgs, sandbox: &Sandbox) -> anyhow::Result
                 .ok_or_else(|| anyhow::anyhow!("the database URL names no host to put the latency proxy before"))?,
             None => sandbox.database_url.clone(),
         };
-        let tag = format!("{}ms", latency.as_millis());
+        // Runs never share keys, so none starts warm from another's snapshots.
+        let tag = format!("run{run}");
         if args.db_latency.len() > 1 {
-            eprintln!("database latency {tag}:");
+            eprintln!("database latency {}:", humantime::format_duration(latency));
         }
         let setup = Setup {
             lab,
@@ -481,7 +507,7 @@ fn print(report: &Report) {
 
 fn print_one(r: &CompareReport) {
     if r.db_latency_ms > 0.0 {
-        println!("database latency: {} ms added to every query", r.db_latency_ms);
+        println!("database latency: {} added to every round trip", markdown::millis(r.db_latency_ms));
     }
     println!(
         "compare: {} groups × {} members, {} servers, refresh period {:.0}s (STALE after {:.0}s, MISS after {:.0}s), {} reads/s {}, {:.0}s each",
