@@ -120,8 +120,13 @@ fn check_outputs(args: &CompareArgs) -> Result<(), UsageError> {
             humantime::format_duration(twice[0])
         )));
     }
+    // Opened without truncating: a run that fails later leaves an earlier report as it was.
     for path in [&args.svg, &args.markdown, &args.json].into_iter().flatten() {
-        std::fs::File::create(path).map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(())
 }
