@@ -1,4 +1,4 @@
--- The reference source schema (CONTRACT §3), portable: the same file migrates Postgres and SQLite.
+-- The reference source schema (docs/source-data.md), portable: the same file migrates Postgres and SQLite.
 -- `groups` is a reserved word, hence the prefix.
 CREATE TABLE IF NOT EXISTS ranq_groups (
     id         BIGINT PRIMARY KEY,

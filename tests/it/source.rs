@@ -1,5 +1,6 @@
 //! The source side on every database: the two migration sets describe the same reference schema,
-//! and the outbox change feed keeps every change through a producer killed mid-drain.
+//! a database migrated by an earlier release migrates again, and the outbox change feed keeps
+//! every change through a producer killed mid-drain.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -234,3 +235,52 @@ async fn mysql_errors_of_a_failover_are_retried_and_schema_errors_are_not() {
     source.close().await;
     env.cleanup().await;
 }
+
+/// The checksum an earlier release recorded for migration 1, whose first line's comment has been
+/// reworded since: SHA-384 of that text, as the database stored it.
+const MIGRATION_1_AS_SHIPPED: &str =
+    "ab30c9e6ddfa7b2e7dfc8dafe0b311c9b2d45b295424fd9ae284a6b832c81e983bde4618569cd4abf478aa8fc0ab23fb";
+
+async fn recorded_checksum(sql: &Sql) -> Vec<u8> {
+    let query = "SELECT checksum FROM _sqlx_migrations WHERE version = 1";
+    match sql {
+        Sql::Postgres(pool) => sqlx::query_scalar(query).fetch_one(pool).await.unwrap(),
+        Sql::Sqlite(pool) => sqlx::query_scalar(query).fetch_one(pool).await.unwrap(),
+        Sql::MySql(_) => unreachable!("MySQL has a migration set of its own"),
+    }
+}
+
+/// `ranq migrate` on a database an earlier release migrated, when the migration's text has
+/// changed only in a comment since: it migrates again (sqlx alone would refuse the changed
+/// checksum), and any other recorded checksum is still refused.
+async fn a_database_migrated_by_an_earlier_release_migrates_again(dialect: Dialect) {
+    let env = TestEnv::new(dialect).await;
+    let sql = env.sql().await;
+    let migrate = || env.ranq().arg("migrate").output().unwrap();
+    assert!(migrate().status.success());
+    let current = recorded_checksum(&sql).await;
+    let literal = |hex: &str| match dialect {
+        Dialect::Postgres => format!("'\\x{hex}'::bytea"),
+        _ => format!("X'{hex}'"),
+    };
+    execute(
+        &sql,
+        &format!("UPDATE _sqlx_migrations SET checksum = {} WHERE version = 1", literal(MIGRATION_1_AS_SHIPPED)),
+    )
+    .await;
+    let out = migrate();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(recorded_checksum(&sql).await, current, "the current checksum is recorded in place of the old one");
+
+    // A migration changed in any other way is refused, as sqlx refuses it.
+    execute(&sql, &format!("UPDATE _sqlx_migrations SET checksum = {} WHERE version = 1", literal(&"00".repeat(48))))
+        .await;
+    let out = migrate();
+    assert!(!out.status.success(), "a checksum ranq never shipped must not be adopted");
+    env.cleanup().await;
+}
+
+on_each_dialect!(a_database_migrated_by_an_earlier_release_migrates_again, [
+    postgres => Postgres,
+    sqlite => Sqlite,
+]);

@@ -30,6 +30,20 @@ pub use seed::{SeedOptions, SeedReport};
 /// The embedded schema migrations (`migrations/`), portable SQL applied to Postgres and SQLite.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
+/// Migrations whose text changed after they shipped without changing what they do (a comment
+/// reworded), each with the checksum an earlier release recorded for it. sqlx refuses to run
+/// against a database whose recorded checksum differs from the embedded file's, so `migrate`
+/// first records the current checksum in place of a listed old one, and only of a listed one:
+/// any other difference is still refused.
+const REWORDED: [(i64, [u8; 48]); 1] = [(
+    1,
+    [
+        0xab, 0x30, 0xc9, 0xe6, 0xdd, 0xfa, 0x7b, 0x2e, 0x7d, 0xfc, 0x8d, 0xaf, 0xe0, 0xb3, 0x11, 0xc9, 0xb2, 0xd4,
+        0x5b, 0x29, 0x54, 0x24, 0xfd, 0x9a, 0xe2, 0x84, 0xa6, 0xb8, 0x32, 0xc8, 0x1e, 0x98, 0x3b, 0xde, 0x46, 0x18,
+        0x56, 0x9c, 0xd4, 0xab, 0xf4, 0x78, 0xaa, 0x8f, 0xc0, 0xab, 0x23, 0xfb,
+    ],
+)];
+
 /// The rows of one refreshed batch, all read by one statement at one `version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopBatch {
@@ -127,10 +141,40 @@ impl Source {
     /// Applies the embedded migrations; running it again is a no-op.
     pub async fn migrate(&self) -> Result<(), DbError> {
         match &self.pool {
-            Pool::Postgres(pool) => postgres::migrate(pool).await,
+            Pool::Postgres(pool) => {
+                self.adopt_reworded_migrations().await?;
+                postgres::migrate(pool).await
+            }
             Pool::MySql(pool) => mysql::migrate(pool).await,
-            Pool::Sqlite(pool) => sqlite::migrate(pool).await,
+            Pool::Sqlite(pool) => {
+                self.adopt_reworded_migrations().await?;
+                sqlite::migrate(pool).await
+            }
         }
+    }
+
+    /// Records the embedded checksum of each [`REWORDED`] migration that this database applied
+    /// with its old text. A database never migrated has nothing to adopt.
+    async fn adopt_reworded_migrations(&self) -> Result<(), DbError> {
+        const ADOPT: &str = "UPDATE _sqlx_migrations SET checksum = $1 WHERE version = $2 AND checksum = $3";
+        for (version, old) in &REWORDED {
+            let Some(now) = MIGRATOR.iter().find(|m| m.version == *version) else { continue };
+            let adopted = match &self.pool {
+                Pool::Postgres(pool) => {
+                    sqlx::query(ADOPT).bind(&*now.checksum).bind(version).bind(&old[..]).execute(pool).await.map(drop)
+                }
+                Pool::Sqlite(pool) => {
+                    sqlx::query(ADOPT).bind(&*now.checksum).bind(version).bind(&old[..]).execute(pool).await.map(drop)
+                }
+                // MySQL/MariaDB have a migration set of their own, never reworded.
+                Pool::MySql(_) => Ok(()),
+            };
+            match adopted.map_err(DbError::query("recording a reworded migration's checksum")) {
+                Err(e) if e.is_missing_table() => return Ok(()),
+                other => other?,
+            }
+        }
+        Ok(())
     }
 
     /// A `LISTEN` on the Postgres change feed that `ranq migrate --with-triggers` installs, on a
