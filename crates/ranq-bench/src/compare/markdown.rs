@@ -163,15 +163,7 @@ fn optional(v: Option<u64>) -> String {
 
 /// `v` rounded to a whole number, with a comma between thousands (`253,835`).
 fn thousands(v: f64) -> String {
-    let digits = format!("{:.0}", v.max(0.0));
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    indicatif::HumanCount(v.max(0.0).round() as u64).to_string()
 }
 
 #[cfg(test)]
